@@ -1,0 +1,231 @@
+//! `basin master` and `basin worker`: parse flags into a role's config, bind
+//! listeners, run until SIGTERM/Ctrl-C, then shut down cleanly.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use basin_master::MasterConfig;
+use basin_worker::{WorkerConfig, WorkerRole};
+use tokio::net::TcpListener;
+
+use super::Global;
+
+#[derive(clap::Args, Debug)]
+pub struct TlsArgs {
+    /// PEM certificate chain for this role's gRPC listener.
+    #[arg(long)]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long)]
+    pub tls_key: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct MasterArgs {
+    #[arg(long)]
+    pub id: u64,
+    #[arg(long)]
+    pub listen: String,
+    /// Address others use to reach this master (defaults to --listen).
+    #[arg(long)]
+    pub advertise: Option<String>,
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// Every master of the group: 1=HOST:PORT,2=HOST:PORT,3=HOST:PORT.
+    #[arg(long, value_delimiter = ',')]
+    pub peers: Vec<String>,
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub dead_after: Duration,
+    #[arg(long)]
+    pub http_listen: Option<String>,
+    /// Cluster default block size in bytes.
+    #[arg(long, default_value_t = basin_master::config::DEFAULT_BLOCK_SIZE)]
+    pub block_size: u64,
+    #[arg(long, default_value_t = basin_master::config::DEFAULT_REPLICATION)]
+    pub replication: u32,
+    /// Fraction of blocks that must be reported before safe mode ends.
+    #[arg(long, default_value_t = 0.999)]
+    pub safe_mode_threshold: f64,
+    /// A writer that stops renewing its lease this long loses the unfinished file.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub lease_timeout: Duration,
+    /// Raft: take a snapshot (and compact the log) every N entries.
+    #[arg(long, default_value_t = 1000)]
+    pub snapshot_logs: u64,
+    #[command(flatten)]
+    pub tls: TlsArgs,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct WorkerArgs {
+    #[arg(long, value_parser = ["core", "task"])]
+    pub role: String,
+    #[arg(long)]
+    pub listen: String,
+    #[arg(long)]
+    pub advertise: Option<String>,
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+    pub heartbeat_interval: Duration,
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    pub block_report_interval: Duration,
+    /// Verify every replica this often (0s disables).
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    pub scan_interval: Duration,
+    #[arg(long, default_value = "")]
+    pub zone: String,
+    #[arg(long)]
+    pub name: Option<String>,
+    #[arg(long)]
+    pub http_listen: Option<String>,
+    #[command(flatten)]
+    pub tls: TlsArgs,
+}
+
+fn token(g: &Global) -> anyhow::Result<String> {
+    match &g.token {
+        Some(t) if !t.is_empty() => Ok(t.clone()),
+        _ => bail!("a cluster token is required: pass --token or set BASIN_TOKEN"),
+    }
+}
+
+fn parse_peers(raw: &[String]) -> anyhow::Result<BTreeMap<u64, String>> {
+    let mut out = BTreeMap::new();
+    for p in raw {
+        let (id, addr) = p
+            .split_once('=')
+            .with_context(|| format!("bad --peers entry {p:?}: expected ID=HOST:PORT"))?;
+        let id: u64 = id
+            .trim()
+            .parse()
+            .with_context(|| format!("bad master id in {p:?}"))?;
+        if id == 0 {
+            bail!("master ids start at 1 (got {p:?})");
+        }
+        out.insert(id, addr.trim().to_string());
+    }
+    Ok(out)
+}
+
+/// Resolves when the process is asked to stop.
+pub async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn serve_http(
+    addr: &Option<String>,
+    ready: basin_common::telemetry::ReadyFn,
+) -> anyhow::Result<Option<tokio::sync::oneshot::Sender<()>>> {
+    let Some(addr) = addr else { return Ok(None) };
+    let l = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} (--http-listen)"))?;
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(basin_common::telemetry::serve_http(l, ready, async move {
+        let _ = rx.await;
+    }));
+    Ok(Some(tx))
+}
+
+pub async fn run_master(g: &Global, a: MasterArgs) -> anyhow::Result<()> {
+    let token = token(g)?;
+    let listener = TcpListener::bind(&a.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", a.listen))?;
+    let advertise = a.advertise.clone().unwrap_or_else(|| a.listen.clone());
+    let mut cfg = MasterConfig::new(a.id, advertise.clone(), a.data_dir.clone());
+    if !a.peers.is_empty() {
+        cfg.peers = parse_peers(&a.peers)?;
+        if !cfg.peers.contains_key(&a.id) {
+            bail!("--peers must include this master (id {})", a.id);
+        }
+        if ![1, 3, 5].contains(&cfg.peers.len()) {
+            bail!(
+                "a master group has 1, 3 or 5 members (got {})",
+                cfg.peers.len()
+            );
+        }
+    }
+    cfg.dead_after = a.dead_after;
+    cfg.default_block_size = a.block_size;
+    cfg.default_replication = a.replication;
+    if !(0.0..=1.0).contains(&a.safe_mode_threshold) {
+        bail!("--safe-mode-threshold must be between 0 and 1");
+    }
+    cfg.safe_mode_threshold = a.safe_mode_threshold;
+    cfg.lease_timeout = a.lease_timeout;
+    cfg.snapshot_logs = a.snapshot_logs.max(10);
+    let tls =
+        basin_common::tls::server_config(a.tls.tls_cert.as_deref(), a.tls.tls_key.as_deref())?;
+    let master = basin_master::start(cfg, listener, &token, g.connector()?, tls).await?;
+    let nn = master.nn.clone();
+    let http = serve_http(&a.http_listen, Arc::new(move || nn.raft.leader().is_some())).await?;
+    stop_signal().await;
+    tracing::info!("stop requested; shutting down");
+    master.shutdown().await;
+    if let Some(h) = http {
+        let _ = h.send(());
+    }
+    Ok(())
+}
+
+pub async fn run_worker(g: &Global, a: WorkerArgs) -> anyhow::Result<()> {
+    let token = token(g)?;
+    if g.master.is_empty() {
+        bail!("a worker needs --master HOST:PORT[,HOST:PORT…] (or BASIN_MASTER)");
+    }
+    let listener = TcpListener::bind(&a.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", a.listen))?;
+    let advertise = a.advertise.clone().unwrap_or_else(|| a.listen.clone());
+    let role = if a.role == "core" {
+        WorkerRole::Core
+    } else {
+        WorkerRole::Task
+    };
+    let mut cfg = WorkerConfig::new(
+        role,
+        advertise.clone(),
+        a.data_dir.clone(),
+        g.master.clone(),
+    );
+    cfg.heartbeat_interval = a.heartbeat_interval;
+    cfg.block_report_interval = a.block_report_interval;
+    cfg.scan_interval = a.scan_interval;
+    cfg.zone = a.zone.clone();
+    cfg.name = a.name.clone().unwrap_or(advertise);
+    let tls =
+        basin_common::tls::server_config(a.tls.tls_cert.as_deref(), a.tls.tls_key.as_deref())?;
+    let worker = basin_worker::start(cfg, listener, &token, g.connector()?, tls).await?;
+    let ctx = worker.ctx.clone();
+    let http = serve_http(&a.http_listen, Arc::new(move || ctx.node_id() != 0)).await?;
+    stop_signal().await;
+    tracing::info!("stop requested; shutting down");
+    worker.shutdown().await;
+    if let Some(h) = http {
+        let _ = h.send(());
+    }
+    Ok(())
+}

@@ -1,0 +1,233 @@
+//! The embedded local cluster (`basin local up`, `basin demo`): masters, core
+//! and task workers in this one process, on loopback ports, with all data
+//! under one directory.
+//!
+//! Layout: `D/local.json` (token and master ports, so a restart finds the
+//! same Raft group), `D/cluster.env`, `D/master-N/`, `D/core-N/`, `D/task-N/`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use basin_common::rpc::{Connector, MasterClient};
+use basin_master::{MasterConfig, RunningMaster};
+use basin_worker::{RunningWorker, WorkerConfig, WorkerRole};
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+
+use crate::error::{ClientError, Result};
+
+#[derive(Clone, Debug)]
+pub struct LocalOptions {
+    pub data_dir: PathBuf,
+    pub masters: usize,
+    pub workers: usize,
+    pub task_workers: usize,
+    pub block_size: u64,
+    pub heartbeat: Duration,
+    pub dead_after: Duration,
+}
+
+impl LocalOptions {
+    pub fn new(data_dir: PathBuf) -> Self {
+        LocalOptions {
+            data_dir,
+            masters: 1,
+            workers: 3,
+            task_workers: 1,
+            block_size: basin_master::config::DEFAULT_BLOCK_SIZE,
+            heartbeat: Duration::from_secs(1),
+            dead_after: Duration::from_secs(10),
+        }
+    }
+}
+
+const LOCAL_FORMAT: u32 = 1;
+
+/// What must stay the same across restarts of one local cluster.
+#[derive(Serialize, Deserialize)]
+struct LocalState {
+    format_version: u32,
+    token: String,
+    master_ports: Vec<u16>,
+}
+
+pub struct LocalCluster {
+    pub token: String,
+    pub master_addrs: Vec<String>,
+    pub env_file: PathBuf,
+    masters: Vec<RunningMaster>,
+    workers: Vec<RunningWorker>,
+}
+
+fn io(path: &Path, e: std::io::Error) -> ClientError {
+    ClientError::local(path.display().to_string(), e)
+}
+
+async fn bind(port: u16) -> Result<TcpListener> {
+    TcpListener::bind(("127.0.0.1", port))
+        .await
+        .map_err(|e| ClientError::Other(format!("cannot listen on 127.0.0.1:{port}: {e} (is another local cluster running on this data dir?)")))
+}
+
+fn addr_of(l: &TcpListener) -> Result<String> {
+    l.local_addr()
+        .map(|a| a.to_string())
+        .map_err(|e| ClientError::Other(e.to_string()))
+}
+
+impl LocalCluster {
+    pub async fn start(opts: &LocalOptions) -> Result<LocalCluster> {
+        let d = &opts.data_dir;
+        std::fs::create_dir_all(d).map_err(|e| io(d, e))?;
+        let state_path = d.join("local.json");
+        let (state, fresh) = match std::fs::read(&state_path) {
+            Ok(b) => {
+                let s: LocalState = serde_json::from_slice(&b)
+                    .map_err(|e| ClientError::Invalid(format!("{}: {e}", state_path.display())))?;
+                if s.format_version != LOCAL_FORMAT {
+                    return Err(ClientError::Invalid(format!(
+                        "{}: unsupported format {}",
+                        state_path.display(),
+                        s.format_version
+                    )));
+                }
+                if s.master_ports.len() != opts.masters {
+                    return Err(ClientError::Invalid(format!(
+                        "{} was created with {} masters; start it with --masters {}",
+                        d.display(),
+                        s.master_ports.len(),
+                        s.master_ports.len()
+                    )));
+                }
+                (s, false)
+            }
+            Err(_) => (
+                LocalState {
+                    format_version: LOCAL_FORMAT,
+                    token: basin_common::auth::generate_token(),
+                    master_ports: vec![],
+                },
+                true,
+            ),
+        };
+        // Masters: fixed ports after the first start (they are Raft member addresses).
+        let mut listeners = Vec::new();
+        for i in 0..opts.masters {
+            let port = state.master_ports.get(i).copied().unwrap_or(0);
+            listeners.push(bind(port).await?);
+        }
+        let master_addrs: Vec<String> = listeners.iter().map(addr_of).collect::<Result<_>>()?;
+        if fresh {
+            let s = LocalState {
+                format_version: LOCAL_FORMAT,
+                token: state.token.clone(),
+                master_ports: listeners
+                    .iter()
+                    .filter_map(|l| l.local_addr().ok().map(|a| a.port()))
+                    .collect(),
+            };
+            let json =
+                serde_json::to_vec_pretty(&s).map_err(|e| ClientError::Other(e.to_string()))?;
+            std::fs::write(&state_path, json).map_err(|e| io(&state_path, e))?;
+        }
+        let token = state.token;
+        let connector = Connector::new(&token, None);
+        let peers: BTreeMap<u64, String> = master_addrs
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (i as u64 + 1, a.clone()))
+            .collect();
+        let mut masters = Vec::new();
+        for (i, l) in listeners.into_iter().enumerate() {
+            let id = i as u64 + 1;
+            let mut cfg =
+                MasterConfig::new(id, master_addrs[i].clone(), d.join(format!("master-{id}")));
+            cfg.peers = peers.clone();
+            cfg.dead_after = opts.dead_after;
+            cfg.default_block_size = opts.block_size;
+            let m = basin_master::start(cfg, l, &token, connector.clone(), None)
+                .await
+                .map_err(|e| ClientError::Other(format!("master {id}: {e}")))?;
+            masters.push(m);
+        }
+        let mut workers = Vec::new();
+        let roles = (0..opts.workers)
+            .map(|i| (WorkerRole::Core, format!("core-{}", i + 1)))
+            .chain((0..opts.task_workers).map(|i| (WorkerRole::Task, format!("task-{}", i + 1))));
+        for (role, name) in roles {
+            let l = bind(0).await?;
+            let addr = addr_of(&l)?;
+            let mut cfg = WorkerConfig::new(role, addr, d.join(&name), master_addrs.clone());
+            cfg.heartbeat_interval = opts.heartbeat;
+            cfg.name = name.clone();
+            let w = basin_worker::start(cfg, l, &token, connector.clone(), None)
+                .await
+                .map_err(|e| ClientError::Other(format!("{name}: {e}")))?;
+            workers.push(w);
+        }
+        let env_file = d.join("cluster.env");
+        let cluster = LocalCluster {
+            token,
+            master_addrs,
+            env_file,
+            masters,
+            workers,
+        };
+        cluster.wait_ready(Duration::from_secs(60)).await?;
+        cluster.write_env()?;
+        Ok(cluster)
+    }
+
+    /// Waits until a leader is elected, every worker is registered, and the
+    /// leader is out of safe mode.
+    async fn wait_ready(&self, deadline: Duration) -> Result<()> {
+        let start = tokio::time::Instant::now();
+        let client = self.master_client();
+        loop {
+            let workers_ok = self.workers.iter().all(|w| w.ready());
+            if workers_ok
+                && let Ok(st) = client
+                    .call(|mut c| async move { c.cluster_status(basin_proto::Empty {}).await })
+                    .await
+                && !st.safe_mode
+                && st
+                    .nodes
+                    .iter()
+                    .filter(|n| n.state == basin_proto::NodeState::Live as i32)
+                    .count()
+                    >= self.workers.len()
+            {
+                return Ok(());
+            }
+            if start.elapsed() > deadline {
+                return Err(ClientError::Unavailable(
+                    "local cluster did not become ready in time".into(),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub fn master_client(&self) -> MasterClient {
+        MasterClient::new(Connector::new(&self.token, None), self.master_addrs.clone())
+    }
+
+    fn write_env(&self) -> Result<()> {
+        let body = format!(
+            "BASIN_MASTER={}\nBASIN_TOKEN={}\n",
+            self.master_addrs.join(","),
+            self.token
+        );
+        std::fs::write(&self.env_file, body).map_err(|e| io(&self.env_file, e))
+    }
+
+    pub async fn shutdown(self) {
+        for w in self.workers {
+            w.shutdown().await;
+        }
+        for m in self.masters {
+            m.shutdown().await;
+        }
+    }
+}

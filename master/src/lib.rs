@@ -1,0 +1,18 @@
+//! The Basin master: the control plane.
+//!
+//! - [`raft`]: the openraft group (log and snapshots in sled, gRPC transport).
+//! - [`namenode`]: the replicated namespace and node registry (`state`), the
+//!   soft block map rebuilt from reports (`blocks`), placement, and the
+//!   replication monitor.
+//! - [`service`]: the `Master` gRPC handlers.
+//! - [`server`]: start-up and shutdown of one master on a bound listener.
+
+pub mod config;
+pub mod error;
+pub mod namenode;
+pub mod raft;
+pub mod server;
+pub mod service;
+
+pub use config::MasterConfig;
+pub use server::{RunningMaster, start};

@@ -1,0 +1,115 @@
+//! The `Master` gRPC service: thin handlers over [`crate::namenode`].
+
+mod cluster;
+mod fs;
+
+use basin_proto as pb;
+use basin_proto::master_server::Master;
+use tonic::{Request, Response, Status};
+
+use crate::namenode::Namenode;
+
+pub struct MasterService {
+    pub nn: Namenode,
+}
+
+type R<T> = Result<Response<T>, Status>;
+
+fn count<T>(op: &'static str, r: Result<T, Status>) -> R<T> {
+    metrics::counter!("basin_master_rpc_total", "op" => op, "ok" => if r.is_ok() { "true" } else { "false" }).increment(1);
+    r.map(Response::new)
+}
+
+#[tonic::async_trait]
+impl Master for MasterService {
+    async fn mkdir(&self, r: Request<pb::MkdirRequest>) -> R<pb::Empty> {
+        count("mkdir", fs::mkdir(&self.nn, r.into_inner()).await)
+    }
+    async fn list(&self, r: Request<pb::PathRequest>) -> R<pb::ListResponse> {
+        count("list", fs::list(&self.nn, r.into_inner()))
+    }
+    async fn stat(&self, r: Request<pb::PathRequest>) -> R<pb::StatResponse> {
+        count("stat", fs::stat(&self.nn, r.into_inner()))
+    }
+    async fn delete(&self, r: Request<pb::DeleteRequest>) -> R<pb::Empty> {
+        count("delete", fs::delete(&self.nn, r.into_inner()).await)
+    }
+    async fn rename(&self, r: Request<pb::RenameRequest>) -> R<pb::Empty> {
+        count("rename", fs::rename(&self.nn, r.into_inner()).await)
+    }
+    async fn set_replication(
+        &self,
+        r: Request<pb::SetReplicationRequest>,
+    ) -> R<pb::SetReplicationResponse> {
+        count(
+            "setrep",
+            fs::set_replication(&self.nn, r.into_inner()).await,
+        )
+    }
+    async fn summary(&self, r: Request<pb::PathRequest>) -> R<pb::ContentSummary> {
+        count("summary", fs::summary(&self.nn, r.into_inner()))
+    }
+    async fn create_file(&self, r: Request<pb::CreateFileRequest>) -> R<pb::CreateFileResponse> {
+        count("create", fs::create_file(&self.nn, r.into_inner()).await)
+    }
+    async fn add_block(&self, r: Request<pb::AddBlockRequest>) -> R<pb::AddBlockResponse> {
+        count("add_block", fs::add_block(&self.nn, r.into_inner()).await)
+    }
+    async fn extra_targets(
+        &self,
+        r: Request<pb::ExtraTargetsRequest>,
+    ) -> R<pb::ExtraTargetsResponse> {
+        count("extra_targets", fs::extra_targets(&self.nn, r.into_inner()))
+    }
+    async fn complete_file(&self, r: Request<pb::CompleteFileRequest>) -> R<pb::FileStatus> {
+        count(
+            "complete",
+            fs::complete_file(&self.nn, r.into_inner()).await,
+        )
+    }
+    async fn abandon_file(&self, r: Request<pb::AbandonFileRequest>) -> R<pb::Empty> {
+        count("abandon", fs::abandon_file(&self.nn, r.into_inner()).await)
+    }
+    async fn renew_lease(&self, r: Request<pb::RenewLeaseRequest>) -> R<pb::Empty> {
+        count(
+            "renew_lease",
+            fs::renew_lease(&self.nn, r.into_inner()).await,
+        )
+    }
+    async fn fsck(&self, r: Request<pb::FsckRequest>) -> R<pb::FsckResponse> {
+        count("fsck", fs::fsck(&self.nn, r.into_inner()))
+    }
+    async fn cluster_status(&self, _r: Request<pb::Empty>) -> R<pb::ClusterStatusResponse> {
+        count("cluster_status", cluster::cluster_status(&self.nn))
+    }
+    async fn decommission(
+        &self,
+        r: Request<pb::DecommissionRequest>,
+    ) -> R<pb::DecommissionResponse> {
+        count(
+            "decommission",
+            cluster::decommission(&self.nn, r.into_inner()).await,
+        )
+    }
+    async fn register(&self, r: Request<pb::RegisterRequest>) -> R<pb::RegisterResponse> {
+        count(
+            "register",
+            cluster::register(&self.nn, r.into_inner()).await,
+        )
+    }
+    async fn heartbeat(&self, r: Request<pb::HeartbeatRequest>) -> R<pb::HeartbeatResponse> {
+        count("heartbeat", cluster::heartbeat(&self.nn, r.into_inner()))
+    }
+    async fn block_report(&self, r: Request<pb::BlockReportRequest>) -> R<pb::Empty> {
+        count(
+            "block_report",
+            cluster::block_report(&self.nn, r.into_inner()),
+        )
+    }
+    async fn report_bad_block(&self, r: Request<pb::BadBlockRequest>) -> R<pb::Empty> {
+        count(
+            "bad_block",
+            cluster::report_bad_block(&self.nn, r.into_inner()),
+        )
+    }
+}
