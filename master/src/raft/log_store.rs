@@ -27,6 +27,7 @@ const KEY_LAST_PURGED: &str = "last_purged";
 /// Raft log storage on two sled trees. Cheap to clone: clones share the trees.
 #[derive(Clone, Debug)]
 pub struct LogStore {
+    node_id: NodeId,
     db: sled::Db,
     log: sled::Tree,
     meta: sled::Tree,
@@ -49,9 +50,10 @@ fn decode_entry(bytes: &[u8]) -> Result<Entry, StorageError> {
 }
 
 impl LogStore {
-    /// Opens (or creates) the log trees in `db`.
-    pub fn open(db: &sled::Db) -> Result<Self, sled::Error> {
+    /// Opens (or creates) the log trees in `db` for node `node_id`.
+    pub fn open(db: &sled::Db, node_id: NodeId) -> Result<Self, sled::Error> {
         Ok(Self {
+            node_id,
             db: db.clone(),
             log: db.open_tree(LOG_TREE)?,
             meta: db.open_tree(META_TREE)?,
@@ -180,7 +182,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         match self.entry_at(c.index)? {
             Some(e) if *e.get_log_id() == c => Ok(Some(c)),
             _ => {
-                tracing::warn!(committed = %c, "saved committed log id is not in the log; ignoring it");
+                tracing::warn!(node_id = self.node_id, committed = %c, "saved committed log id is not in the log; ignoring it");
                 Ok(None)
             }
         }
@@ -223,7 +225,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        tracing::debug!(%log_id, "truncating raft log");
+        tracing::debug!(node_id = self.node_id, %log_id, "truncating raft log");
         let mut batch = sled::Batch::default();
         for kv in self.log.range(index_key(log_id.index)..) {
             let (k, _) = kv.map_err(|e| StorageIOError::write_logs(AnyError::new(&e)))?;
@@ -236,7 +238,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        tracing::debug!(%log_id, "purging raft log");
+        tracing::debug!(node_id = self.node_id, %log_id, "purging raft log");
         // Record the purge point first: a crash in between leaves extra
         // entries behind, never a hole.
         self.put_meta(KEY_LAST_PURGED, &log_id, StorageIOError::write_logs)?;

@@ -133,10 +133,13 @@ pub async fn start(cfg: RaftStartConfig) -> Result<RaftNode, RaftError> {
     if !cfg.peers.contains_key(&node_id) {
         return Err(RaftError::NotAPeer { node_id });
     }
+    if cfg.peers.get(&node_id) != Some(&cfg.addr) {
+        tracing::warn!(node_id, addr = %cfg.addr, peer_addr = ?cfg.peers.get(&node_id), "advertised address differs from the peer list");
+    }
     check_format_version(&cfg.db)?;
     let config = Arc::new(raft_config(&cfg)?);
-    let mut log_store = LogStore::open(&cfg.db)?;
-    let sm = StateMachineStore::open(&cfg.db)?;
+    let mut log_store = LogStore::open(&cfg.db, node_id)?;
+    let sm = StateMachineStore::open(&cfg.db, node_id)?;
     let fresh = log_store.read_vote().await?.is_none()
         && log_store.get_log_state().await?.last_log_id.is_none();
 

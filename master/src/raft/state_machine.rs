@@ -18,7 +18,7 @@ use openraft::{AnyError, EntryPayload, OptionalSend, RaftSnapshotBuilder, Storag
 use serde::{Deserialize, Serialize};
 
 use super::types::{
-    Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
+    Entry, LogId, NodeId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
 use crate::namenode::state::{CommandResult, FsState};
 
@@ -56,6 +56,7 @@ struct Applied {
 }
 
 struct Inner {
+    node_id: NodeId,
     db: sled::Db,
     tree: sled::Tree,
     state: RwLock<Applied>,
@@ -93,13 +94,15 @@ fn decode_snapshot(meta: &SnapshotMeta, data: &[u8]) -> Result<SnapshotFile, Sto
 }
 
 impl StateMachineStore {
-    /// Opens the state machine on `db`, loading the latest stored snapshot.
-    pub fn open(db: &sled::Db) -> Result<Self, StorageError> {
+    /// Opens the state machine of node `node_id` on `db`, loading the
+    /// latest stored snapshot.
+    pub fn open(db: &sled::Db, node_id: NodeId) -> Result<Self, StorageError> {
         let tree = db
             .open_tree(SNAPSHOT_TREE)
             .map_err(|e| StorageIOError::read_state_machine(AnyError::new(&e)))?;
         let store = Self {
             inner: Arc::new(Inner {
+                node_id,
                 db: db.clone(),
                 tree,
                 state: RwLock::new(Applied::default()),
@@ -111,13 +114,13 @@ impl StateMachineStore {
             let file = decode_snapshot(&meta, &data)?;
             if file.last_applied != meta.last_log_id || file.last_membership != meta.last_membership
             {
-                tracing::warn!(snapshot = %meta, "snapshot data and meta disagree; using meta");
+                tracing::warn!(node_id, snapshot = %meta, "snapshot data and meta disagree; using meta");
             }
             let mut st = store.write();
             st.last_applied = meta.last_log_id;
             st.last_membership = meta.last_membership.clone();
             st.fs = Arc::new(file.state);
-            tracing::info!(snapshot = %meta, "loaded state machine snapshot");
+            tracing::info!(node_id, snapshot = %meta, "loaded state machine snapshot");
         }
         Ok(store)
     }
@@ -169,7 +172,7 @@ impl StateMachineStore {
         if let Some(cur) = self.inner.tree.get(KEY_META).map_err(|e| err(&e))? {
             let cur: SnapshotMeta = serde_json::from_slice(&cur).map_err(|e| err(&e))?;
             if cur.last_log_id > meta.last_log_id {
-                tracing::info!(stored = %cur, built = %meta, "a newer snapshot is stored; keeping it");
+                tracing::info!(node_id = self.inner.node_id, stored = %cur, built = %meta, "a newer snapshot is stored; keeping it");
                 return Ok(());
             }
         }
@@ -239,7 +242,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             snapshot_id,
         };
         self.store.persist(&meta, &data).await?;
-        tracing::info!(snapshot = %meta, bytes = data.len(), "built state machine snapshot");
+        tracing::info!(node_id = self.store.inner.node_id, snapshot = %meta, bytes = data.len(), "built state machine snapshot");
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),
@@ -293,7 +296,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             st.last_membership = meta.last_membership.clone();
             st.fs = Arc::new(file.state);
         }
-        tracing::info!(snapshot = %meta, bytes = data.len(), "installed state machine snapshot");
+        tracing::info!(node_id = self.inner.node_id, snapshot = %meta, bytes = data.len(), "installed state machine snapshot");
         Ok(())
     }
 

@@ -30,8 +30,8 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, TempDir> for SledBuil
         let dir = tempfile::tempdir().map_err(|e| io(&e))?;
         let db = sled::open(dir.path()).map_err(|e| io(&e))?;
         check_format_version(&db).map_err(|e| io(&e))?;
-        let log = LogStore::open(&db).map_err(|e| io(&e))?;
-        let sm = StateMachineStore::open(&db)?;
+        let log = LogStore::open(&db, 0).map_err(|e| io(&e))?;
+        let sm = StateMachineStore::open(&db, 0)?;
         Ok((dir, log, sm))
     }
 }
@@ -59,7 +59,7 @@ fn format_version_is_stamped_and_checked() {
 async fn snapshot_survives_reopen() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = sled::open(dir.path()).expect("sled");
-    let mut sm = StateMachineStore::open(&db).expect("open");
+    let mut sm = StateMachineStore::open(&db, 0).expect("open");
     let entries: Vec<Entry> = (1..=3u64)
         .map(|i| Entry {
             log_id: LogId::new(openraft::CommittedLeaderId::new(1, 0), i),
@@ -75,7 +75,7 @@ async fn snapshot_survives_reopen() {
         .expect("build");
     drop(sm);
 
-    let mut reopened = StateMachineStore::open(&db).expect("reopen");
+    let mut reopened = StateMachineStore::open(&db, 0).expect("reopen");
     assert_eq!(reopened.last_applied().map(|l| l.index), Some(3));
     assert!(reopened.read(|s| (1..=3).all(|i| has_dir(s, i))));
     let cur = reopened
@@ -244,6 +244,7 @@ async fn three_masters_replicate_and_catch_up_after_restart() {
         .expect("a follower")
         .0;
     let f = members.remove(&fid).expect("follower");
+    let f_applied = f.node.sm.last_applied().map(|l| l.index).unwrap_or(0);
     f.node.shutdown().await;
     let _ = f.stop.send(());
     f.server.await.expect("server task");
@@ -253,18 +254,22 @@ async fn three_masters_replicate_and_catch_up_after_restart() {
         assert_eq!(write(&members, mkdir(i)).await, CommandResult::Ok);
     }
 
+    // Once the leader has purged what the stopped master lacks, catching up
+    // takes a snapshot sent over gRPC.
+    wait_until(
+        "the leader purges past the stopped master",
+        Duration::from_secs(20),
+        || {
+            leader
+                .metrics()
+                .purged
+                .is_some_and(|p| p.index > f_applied + 1)
+        },
+    )
+    .await;
+
+    let purged = leader.metrics().purged.map(|l| l.index).unwrap_or(0);
     let node = start_node(fid, &peers, db.clone()).await;
-    eprintln!(
-        "DBG leader metrics: purged={:?} snapshot={:?} last_log={:?}",
-        leader.metrics().purged,
-        leader.metrics().snapshot,
-        leader.metrics().last_log_index
-    );
-    eprintln!(
-        "DBG restarted: applied={:?} snapshot={:?}",
-        node.metrics().last_applied,
-        node.metrics().snapshot
-    );
     assert!(
         node.read(|s| (1..=8).all(|i| has_dir(s, i))),
         "a restarted master recovers its applied state from disk"
@@ -300,10 +305,9 @@ async fn three_masters_replicate_and_catch_up_after_restart() {
     )
     .await;
 
-    eprintln!(
-        "DBG restarted after catchup: {:?}",
-        members[&fid].node.metrics()
-    );
+    let installed = members[&fid].node.metrics().snapshot.map(|l| l.index);
+    assert!(installed >= Some(purged), "caught up through a snapshot");
+
     for m in members.into_values() {
         m.node.shutdown().await;
         let _ = m.stop.send(());

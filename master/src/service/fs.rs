@@ -165,7 +165,7 @@ pub async fn create_file(
     let p = norm(&r.path)?;
     let live = nn.candidates().len() as u32;
     if live == 0 {
-        return Err(Status::unavailable(
+        return Err(Status::failed_precondition(
             "no live core workers to store blocks on",
         ));
     }
@@ -215,7 +215,7 @@ pub async fn create_file(
 fn targets(nn: &Namenode, count: usize, exclude: &[u64]) -> Result<Vec<pb::NodeInfo>, Status> {
     let chosen = placement::choose(nn.candidates(), &[], exclude, count);
     if chosen.is_empty() {
-        return Err(Status::unavailable(
+        return Err(Status::failed_precondition(
             "no live core workers to store blocks on",
         ));
     }
