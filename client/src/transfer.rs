@@ -111,7 +111,7 @@ pub fn object_err(url: &str, e: object_store::Error) -> ClientError {
 
 /// A destination being written.
 pub enum Sink {
-    Basin(DfsWriter),
+    Basin(Box<DfsWriter>),
     Object {
         upload: WriteMultipart,
         url: String,
@@ -188,7 +188,7 @@ impl Sink {
 /// existing one unless `opts.overwrite`.
 pub async fn create(dfs: &DfsClient, loc: &Location, opts: &CreateOptions) -> Result<Sink> {
     match loc {
-        Location::Basin(p) => Ok(Sink::Basin(dfs.create(p, opts).await?)),
+        Location::Basin(p) => Ok(Sink::Basin(Box::new(dfs.create(p, opts).await?))),
         Location::Object { store, path, url } => {
             if !opts.overwrite && store.head(path).await.is_ok() {
                 return Err(ClientError::AlreadyExists(url.clone()));

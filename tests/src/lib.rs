@@ -57,6 +57,8 @@ pub struct Proc {
     pub log: PathBuf,
     pub data_dir: PathBuf,
     pub addr: String,
+    /// The `--http-listen` address (`/metrics`, `/healthz`, `/readyz`).
+    pub http: String,
     child: Option<Child>,
 }
 
@@ -170,6 +172,7 @@ impl Cluster {
         for (i, port) in ports.iter().enumerate() {
             let id = i + 1;
             let data = c.dir.path().join(format!("master-{id}"));
+            let http = format!("127.0.0.1:{}", free_port());
             let mut args = vec![
                 "master".into(),
                 "--id".into(),
@@ -183,7 +186,7 @@ impl Cluster {
                 "--dead-after".into(),
                 spec.dead_after.into(),
                 "--http-listen".into(),
-                format!("127.0.0.1:{}", free_port()),
+                http.clone(),
             ];
             args.extend(spec.extra_master_args.iter().cloned());
             let mut p = Proc {
@@ -193,6 +196,7 @@ impl Cluster {
                 log: c.dir.path().join(format!("master-{id}.log")),
                 data_dir: data,
                 addr: format!("127.0.0.1:{port}"),
+                http,
                 child: None,
             };
             p.start()?;
@@ -220,6 +224,7 @@ impl Cluster {
     pub fn add_worker(&mut self, role: &str, name: &str, token: &str) -> Result<usize> {
         let port = free_port();
         let data = self.dir.path().join(name);
+        let http = format!("127.0.0.1:{}", free_port());
         let args = vec![
             "worker".into(),
             "--role".into(),
@@ -235,7 +240,7 @@ impl Cluster {
             "--name".into(),
             name.into(),
             "--http-listen".into(),
-            format!("127.0.0.1:{}", free_port()),
+            http.clone(),
         ];
         let mut p = Proc {
             name: name.into(),
@@ -244,6 +249,7 @@ impl Cluster {
             log: self.dir.path().join(format!("{name}.log")),
             data_dir: data,
             addr: format!("127.0.0.1:{port}"),
+            http,
             child: None,
         };
         p.start()?;
@@ -380,6 +386,43 @@ pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
     }
     out.truncate(len);
     out
+}
+
+/// A plain HTTP GET on loopback: (status code, body).
+pub fn http_get(addr: &str, path: &str) -> Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf)?;
+    let code = buf
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .context("http status")?;
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((code, body))
+}
+
+/// Number of finalized block files in a worker's data dir.
+pub fn block_files(data_dir: &Path) -> usize {
+    std::fs::read_dir(data_dir.join("blocks/current"))
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter(|e| {
+                    let n = e.file_name().to_string_lossy().to_string();
+                    n.starts_with("blk_") && !n.ends_with(".crc")
+                })
+                .count()
+        })
+        .unwrap_or(0)
 }
 
 pub fn stderr(o: &Output) -> String {

@@ -138,9 +138,9 @@ pub async fn run(g: &Global, cmd: ClusterCmd) -> anyhow::Result<()> {
                     .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
             );
             let mut last = first;
-            while !no_wait {
+            loop {
                 let state = last.node.as_ref().map(|n| n.state).unwrap_or(0);
-                if state == pb::NodeState::Decommissioned as i32 {
+                if no_wait || state == pb::NodeState::Decommissioned as i32 {
                     break;
                 }
                 if state == pb::NodeState::Dead as i32 {

@@ -106,10 +106,10 @@ fn check_replication(nn: &Namenode) {
                 .collect();
             if counted.len() < expected {
                 under += 1;
-                if let Some(p) = bm.pending.get(&b) {
-                    if p.since.elapsed() < nn.cfg.replication_timeout {
-                        continue;
-                    }
+                if let Some(p) = bm.pending.get(&b)
+                    && p.since.elapsed() < nn.cfg.replication_timeout
+                {
+                    continue;
                 }
                 let zones: Vec<String> = counted.iter().map(|n| zone_of(*n)).collect();
                 let mut exclude = live.clone();
@@ -184,58 +184,60 @@ fn nn_info(
     nodes.get(&id).map(|r| nn.describe_node(r, bm))
 }
 
+/// Blocks on `node` that do not yet have their full replica count on
+/// workers in normal service (what a decommission still has to copy).
+pub fn undrained_blocks(nn: &Namenode, node: u64) -> u64 {
+    let replication_of: HashMap<u64, u32> = nn.read(|s| {
+        s.inodes
+            .values()
+            .filter(|i| !i.is_dir() && i.visible())
+            .flat_map(|i| i.blocks.iter().map(move |b| (b.id, i.replication)))
+            .collect()
+    });
+    let nodes = nn.read(|s| s.nodes.clone());
+    let normal_live = nn.candidates().len() as u32;
+    let bm = nn.block_map();
+    let Some(blocks) = bm.node_blocks.get(&node) else {
+        return 0;
+    };
+    blocks
+        .iter()
+        .filter(|b| {
+            let Some(rep) = replication_of.get(b) else {
+                return false;
+            };
+            let expected = (*rep).min(normal_live.max(1)) as usize;
+            let elsewhere = nn
+                .live_replicas(&bm, **b)
+                .into_iter()
+                .filter(|n| {
+                    *n != node && nodes.get(n).is_some_and(|r| r.admin == AdminState::Normal)
+                })
+                .count();
+            elsewhere < expected
+        })
+        .count() as u64
+}
+
 /// Marks draining nodes decommissioned once each of their blocks has enough
 /// replicas elsewhere.
 async fn finish_decommissions(nn: &Namenode) -> Result<(), tonic::Status> {
-    let (draining, replication_of): (Vec<u64>, HashMap<u64, u32>) = nn.read(|s| {
-        let draining = s
-            .nodes
+    let draining: Vec<u64> = nn.read(|s| {
+        s.nodes
             .values()
             .filter(|n| n.admin == AdminState::Decommissioning && n.role == Role::Core)
             .map(|n| n.id)
-            .collect();
-        let mut rep = HashMap::new();
-        for i in s.inodes.values().filter(|i| !i.is_dir() && i.visible()) {
-            for b in &i.blocks {
-                rep.insert(b.id, i.replication);
-            }
-        }
-        (draining, rep)
-    });
-    if draining.is_empty() {
-        return Ok(());
-    }
-    let normal_live = nn.candidates().len() as u32;
-    let done: Vec<u64> = {
-        let bm = nn.block_map();
-        let nodes = nn.read(|s| s.nodes.clone());
-        draining
-            .into_iter()
-            .filter(|node| {
-                bm.node_blocks.get(node).is_none_or(|blocks| {
-                    blocks.iter().all(|b| {
-                        let Some(rep) = replication_of.get(b) else {
-                            return true;
-                        };
-                        let expected = (*rep).min(normal_live.max(1)) as usize;
-                        let elsewhere = nn
-                            .live_replicas(&bm, *b)
-                            .into_iter()
-                            .filter(|n| nodes.get(n).is_some_and(|r| r.admin == AdminState::Normal))
-                            .count();
-                        elsewhere >= expected
-                    })
-                })
-            })
             .collect()
-    };
-    for id in done {
-        info!(node_id = nn.cfg.id, worker = id, "decommission complete");
-        nn.write(Command::SetNodeAdmin {
-            id,
-            admin: AdminState::Decommissioned,
-        })
-        .await?;
+    });
+    for id in draining {
+        if undrained_blocks(nn, id) == 0 {
+            info!(node_id = nn.cfg.id, worker = id, "decommission complete");
+            nn.write(Command::SetNodeAdmin {
+                id,
+                admin: AdminState::Decommissioned,
+            })
+            .await?;
+        }
     }
     Ok(())
 }

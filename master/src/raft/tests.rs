@@ -248,7 +248,8 @@ async fn three_masters_replicate_and_catch_up_after_restart() {
     f.node.shutdown().await;
     let _ = f.stop.send(());
     f.server.await.expect("server task");
-    let (db, dir) = (f.db, f._dir);
+    let dir = f._dir;
+    drop((f.node, f.db));
 
     for i in 9..=20 {
         assert_eq!(write(&members, mkdir(i)).await, CommandResult::Ok);
@@ -269,6 +270,16 @@ async fn three_masters_replicate_and_catch_up_after_restart() {
     .await;
 
     let purged = leader.metrics().purged.map(|l| l.index).unwrap_or(0);
+    // Reopen the database from disk: the old handle is gone once every
+    // task of the stopped node has let go of it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let db = loop {
+        match sled::open(dir.path()) {
+            Ok(db) => break db,
+            Err(e) => assert!(Instant::now() < deadline, "reopening sled: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     let node = start_node(fid, &peers, db.clone()).await;
     assert!(
         node.read(|s| (1..=8).all(|i| has_dir(s, i))),

@@ -104,12 +104,7 @@ pub async fn decommission(
         info!(node_id = nn.cfg.id, worker = rec.id, "decommission started");
     }
     let node = nn.node_info(rec.id);
-    let remaining = nn
-        .block_map()
-        .node_blocks
-        .get(&rec.id)
-        .map(|s| s.len() as u64)
-        .unwrap_or(0);
+    let remaining = crate::namenode::monitor::undrained_blocks(nn, rec.id);
     Ok(pb::DecommissionResponse {
         node,
         blocks_remaining: remaining,

@@ -185,7 +185,7 @@ pub async fn create_file(
     } else {
         r.block_size
     };
-    if block_size < 4096 || block_size > 2 * 1024 * 1024 * 1024 {
+    if !(4096..=2 * 1024 * 1024 * 1024).contains(&block_size) {
         return Err(Status::invalid_argument(
             "block size must be between 4 KiB and 2 GiB",
         ));
