@@ -129,6 +129,10 @@ pub struct Spec {
     pub dead_after: &'static str,
     pub heartbeat: &'static str,
     pub extra_master_args: Vec<String>,
+    /// Added to every server role (e.g. TLS flags).
+    pub server_args: Vec<String>,
+    /// Added to every CLI call (e.g. `--tls-ca`).
+    pub client_args: Vec<String>,
 }
 
 impl Default for Spec {
@@ -140,6 +144,8 @@ impl Default for Spec {
             dead_after: "3s",
             heartbeat: "300ms",
             extra_master_args: vec![],
+            server_args: vec![],
+            client_args: vec![],
         }
     }
 }
@@ -189,6 +195,7 @@ impl Cluster {
                 http.clone(),
             ];
             args.extend(spec.extra_master_args.iter().cloned());
+            args.extend(spec.server_args.iter().cloned());
             let mut p = Proc {
                 name: format!("master-{id}"),
                 args,
@@ -225,7 +232,7 @@ impl Cluster {
         let port = free_port();
         let data = self.dir.path().join(name);
         let http = format!("127.0.0.1:{}", free_port());
-        let args = vec![
+        let mut args: Vec<String> = vec![
             "worker".into(),
             "--role".into(),
             role.into(),
@@ -242,6 +249,7 @@ impl Cluster {
             "--http-listen".into(),
             http.clone(),
         ];
+        args.extend(self.spec.server_args.iter().cloned());
         let mut p = Proc {
             name: name.into(),
             args,
@@ -272,6 +280,7 @@ impl Cluster {
     pub fn basin_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         Command::new(basin_bin())
             .args(["--master", &self.master_list(), "--token", &self.token])
+            .args(&self.spec.client_args)
             .args(args)
             .envs(env.iter().copied())
             .env("RUST_LOG", "warn")

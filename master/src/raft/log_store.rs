@@ -182,7 +182,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         match self.entry_at(c.index)? {
             Some(e) if *e.get_log_id() == c => Ok(Some(c)),
             _ => {
-                tracing::warn!(node_id = self.node_id, committed = %c, "saved committed log id is not in the log; ignoring it");
+                tracing::warn!(
+                    node_id = self.node_id,
+                    committed = %c,
+                    "saved committed log id is not in the log; ignoring it",
+                );
                 Ok(None)
             }
         }

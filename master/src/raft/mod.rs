@@ -134,7 +134,13 @@ pub async fn start(cfg: RaftStartConfig) -> Result<RaftNode, RaftError> {
         return Err(RaftError::NotAPeer { node_id });
     }
     if cfg.peers.get(&node_id) != Some(&cfg.addr) {
-        tracing::warn!(node_id, addr = %cfg.addr, peer_addr = ?cfg.peers.get(&node_id), "advertised address differs from the peer list");
+        let listed = cfg.peers.get(&node_id);
+        tracing::warn!(
+            node_id,
+            addr = %cfg.addr,
+            ?listed,
+            "advertised address differs from the peer list",
+        );
     }
     check_format_version(&cfg.db)?;
     let config = Arc::new(raft_config(&cfg)?);
@@ -161,7 +167,13 @@ pub async fn start(cfg: RaftStartConfig) -> Result<RaftNode, RaftError> {
             Err(e) => return Err(RaftError::Initialize(e.to_string())),
         }
     }
-    tracing::info!(node_id, addr = %cfg.addr, fresh, applied = ?sm.last_applied(), "raft node started");
+    tracing::info!(
+        node_id,
+        addr = %cfg.addr,
+        fresh,
+        applied = ?sm.last_applied(),
+        "raft node started",
+    );
     Ok(RaftNode {
         raft,
         sm,
@@ -193,7 +205,9 @@ impl RaftNode {
         }
     }
 
-    /// Runs `f` on the state applied on this master (possibly stale on a follower).
+    /// Runs `f` on the state applied on this master (possibly stale on a
+    /// follower). `f` runs under the state's read lock: keep it short and do
+    /// not call back into this node from it.
     pub fn read<T>(&self, f: impl FnOnce(&FsState) -> T) -> T {
         self.sm.read(f)
     }

@@ -74,7 +74,13 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Self::Network {
         let client = self.client(&node.addr);
         if let Err(e) = &client {
-            tracing::warn!(node_id = self.node_id, target, addr = %node.addr, error = %e, "bad raft peer address");
+            tracing::warn!(
+                node_id = self.node_id,
+                target,
+                addr = %node.addr,
+                error = %e,
+                "bad raft peer address",
+            );
         }
         NetworkConnection {
             node_id: self.node_id,
@@ -149,11 +155,22 @@ impl NetworkConnection {
         kind: RPCTypes,
         st: tonic::Status,
     ) -> RPCError<NodeId, BasicNode, RaftError<NodeId, E>> {
-        tracing::debug!(node_id = self.node_id, target = self.target, rpc = %kind, status = %st, "raft rpc failed");
+        tracing::debug!(
+            node_id = self.node_id,
+            target = self.target,
+            rpc = %kind,
+            status = %st,
+            "raft rpc failed",
+        );
         match st.code() {
             Code::Unavailable => Unreachable::new(&st).into(),
             Code::Unauthenticated | Code::PermissionDenied => {
-                tracing::error!(node_id = self.node_id, target = self.target, status = %st, "raft peer refused our token");
+                tracing::error!(
+                    node_id = self.node_id,
+                    target = self.target,
+                    status = %st,
+                    "raft peer refused our token",
+                );
                 NetworkError::new(&st).into()
             }
             _ => NetworkError::new(&st).into(),

@@ -114,7 +114,11 @@ impl StateMachineStore {
             let file = decode_snapshot(&meta, &data)?;
             if file.last_applied != meta.last_log_id || file.last_membership != meta.last_membership
             {
-                tracing::warn!(node_id, snapshot = %meta, "snapshot data and meta disagree; using meta");
+                tracing::warn!(
+                    node_id,
+                    snapshot = %meta,
+                    "snapshot data and meta disagree; using meta",
+                );
             }
             let mut st = store.write();
             st.last_applied = meta.last_log_id;
@@ -172,7 +176,12 @@ impl StateMachineStore {
         if let Some(cur) = self.inner.tree.get(KEY_META).map_err(|e| err(&e))? {
             let cur: SnapshotMeta = serde_json::from_slice(&cur).map_err(|e| err(&e))?;
             if cur.last_log_id > meta.last_log_id {
-                tracing::info!(node_id = self.inner.node_id, stored = %cur, built = %meta, "a newer snapshot is stored; keeping it");
+                tracing::info!(
+                    node_id = self.inner.node_id,
+                    stored = %cur,
+                    built = %meta,
+                    "a newer snapshot is stored; keeping it",
+                );
                 return Ok(());
             }
         }
@@ -242,7 +251,12 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             snapshot_id,
         };
         self.store.persist(&meta, &data).await?;
-        tracing::info!(node_id = self.store.inner.node_id, snapshot = %meta, bytes = data.len(), "built state machine snapshot");
+        tracing::info!(
+            node_id = self.store.inner.node_id,
+            snapshot = %meta,
+            bytes = data.len(),
+            "built state machine snapshot",
+        );
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),
@@ -296,7 +310,12 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             st.last_membership = meta.last_membership.clone();
             st.fs = Arc::new(file.state);
         }
-        tracing::info!(node_id = self.inner.node_id, snapshot = %meta, bytes = data.len(), "installed state machine snapshot");
+        tracing::info!(
+            node_id = self.inner.node_id,
+            snapshot = %meta,
+            bytes = data.len(),
+            "installed state machine snapshot",
+        );
         Ok(())
     }
 
