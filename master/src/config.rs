@@ -54,9 +54,9 @@ impl MasterConfig {
             lease_timeout: Duration::from_secs(60),
             monitor_interval: Duration::from_millis(500),
             replication_timeout: Duration::from_secs(30),
-            raft_heartbeat: Duration::from_millis(250),
-            raft_election_min: Duration::from_millis(1000),
-            raft_election_max: Duration::from_millis(2000),
+            raft_heartbeat: Duration::from_millis(300),
+            raft_election_min: Duration::from_millis(1500),
+            raft_election_max: Duration::from_millis(3000),
             snapshot_logs: 1000,
         }
     }

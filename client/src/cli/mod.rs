@@ -1,6 +1,7 @@
 //! Command-line definitions of the `basin` binary (clap) and the shared
 //! global options.
 
+pub mod bench_cmd;
 pub mod cluster_cmd;
 pub mod dfs_cmd;
 pub mod local_cmd;
@@ -97,6 +98,12 @@ pub enum Command {
     Cluster {
         #[command(subcommand)]
         cmd: cluster_cmd::ClusterCmd,
+    },
+    /// Load generators for the benchmarks in bench/.
+    #[command(hide = true)]
+    Bench {
+        #[command(subcommand)]
+        cmd: bench_cmd::BenchCmd,
     },
     /// The distributed file system (basin://, s3://, file://).
     Dfs {

@@ -1,0 +1,66 @@
+//! `basin bench …`: load generators used by the scripts in `bench/`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use basin_client::CreateOptions;
+use serde_json::json;
+
+use super::Global;
+use super::output::print_json;
+
+#[derive(clap::Subcommand)]
+pub enum BenchCmd {
+    /// Master metadata throughput: create and close empty files.
+    CreateFiles {
+        #[arg(long, default_value_t = 2000)]
+        count: u64,
+        #[arg(long, default_value_t = 16)]
+        concurrency: u64,
+        #[arg(long, default_value = "/bench-meta")]
+        dir: String,
+    },
+}
+
+pub async fn run(g: &Global, cmd: BenchCmd) -> anyhow::Result<()> {
+    match cmd {
+        BenchCmd::CreateFiles {
+            count,
+            concurrency,
+            dir,
+        } => {
+            let dfs = g.dfs()?;
+            dfs.mkdir(&dir, true).await?;
+            let next = Arc::new(AtomicU64::new(0));
+            let start = Instant::now();
+            let mut tasks = Vec::new();
+            for _ in 0..concurrency.max(1) {
+                let (dfs, next, dir) = (dfs.clone(), next.clone(), dir.clone());
+                tasks.push(tokio::spawn(async move {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= count {
+                            return Ok::<(), basin_client::ClientError>(());
+                        }
+                        let w = dfs
+                            .create(&format!("{dir}/f{i}"), &CreateOptions::default())
+                            .await?;
+                        w.close().await?;
+                    }
+                }));
+            }
+            for t in tasks {
+                t.await??;
+            }
+            let secs = start.elapsed().as_secs_f64();
+            let ops = count as f64 / secs;
+            if g.json {
+                print_json(&json!({"files": count, "seconds": secs, "files_per_sec": ops}));
+            } else {
+                println!("{count} files created and closed in {secs:.2}s: {ops:.0} files/s");
+            }
+            Ok(())
+        }
+    }
+}
