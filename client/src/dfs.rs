@@ -244,6 +244,7 @@ impl DfsClient {
             lengths: Vec::new(),
             renewer,
             written: 0,
+            in_flight: None,
         })
     }
 
@@ -309,6 +310,8 @@ pub struct DfsWriter {
     lengths: Vec<u64>,
     renewer: tokio::task::JoinHandle<()>,
     written: u64,
+    /// The previous block, still being written while the next one fills.
+    in_flight: Option<tokio::task::JoinHandle<Result<()>>>,
 }
 
 impl DfsWriter {
@@ -333,15 +336,97 @@ impl DfsWriter {
         Ok(())
     }
 
+    /// Hands a full block to a background write, after the previous one
+    /// finished (blocks are allocated in order; one is in flight at a time).
     async fn flush_block(&mut self) -> Result<()> {
         let block = self.buf.split().freeze();
         let len = block.len() as u64;
-        self.write_block(block).await?;
+        self.wait_in_flight().await?;
+        let pipe = BlockPipe {
+            client: self.client.clone(),
+            path: self.path.clone(),
+            lease: self.lease.clone(),
+            replication: self.replication,
+        };
+        self.in_flight = Some(tokio::spawn(async move { pipe.write_block(block).await }));
         self.lengths.push(len);
         self.written += len;
         Ok(())
     }
 
+    async fn wait_in_flight(&mut self) -> Result<()> {
+        match self.in_flight.take() {
+            Some(h) => h
+                .await
+                .map_err(|e| ClientError::Other(format!("block writer failed: {e}")))?,
+            None => Ok(()),
+        }
+    }
+
+    /// Writes the last block and makes the file visible.
+    pub async fn close(mut self) -> Result<pb::FileStatus> {
+        let result = self.finish().await;
+        self.renewer.abort();
+        if result.is_err() {
+            self.abandon().await;
+        }
+        result
+    }
+
+    async fn finish(&mut self) -> Result<pb::FileStatus> {
+        if !self.buf.is_empty() {
+            self.flush_block().await?;
+        }
+        self.wait_in_flight().await?;
+        let req = pb::CompleteFileRequest {
+            path: self.path.clone(),
+            lease: self.lease.clone(),
+            block_lengths: self.lengths.clone(),
+        };
+        self.client
+            .masters
+            .call(|mut m| {
+                let r = req.clone();
+                async move { m.complete_file(r).await }
+            })
+            .await
+            .map_err(|e| rpc_err(&self.path, e))
+    }
+
+    /// Gives up the file: it never becomes visible and its blocks are freed.
+    pub async fn abort(mut self) {
+        if let Some(h) = self.in_flight.take() {
+            h.abort();
+        }
+        self.renewer.abort();
+        self.abandon().await;
+    }
+
+    async fn abandon(&self) {
+        let req = pb::AbandonFileRequest {
+            path: self.path.clone(),
+            lease: self.lease.clone(),
+        };
+        let _ = self
+            .client
+            .masters
+            .call(|mut m| {
+                let r = req.clone();
+                async move { m.abandon_file(r).await }
+            })
+            .await;
+    }
+}
+
+/// What a background block write needs.
+struct BlockPipe {
+    client: DfsClient,
+    path: String,
+    lease: String,
+    replication: u32,
+}
+
+impl BlockPipe {
     async fn write_block(&self, data: Bytes) -> Result<()> {
         let c = &self.client;
         let req = pb::AddBlockRequest {
@@ -359,17 +444,24 @@ impl DfsWriter {
             .map_err(|e| rpc_err(&self.path, e))?;
         let id = alloc.block_id;
         let chunks = vec![data];
-        let mut tried: Vec<u64> = alloc.targets.iter().map(|t| t.id).collect();
+        // Nodes to leave out of replacements: those that hold the block and
+        // those that failed. Nodes after a failed one never saw the data and
+        // stay eligible.
         let mut stored: Vec<u64> = Vec::new();
+        let mut failed: Vec<u64> = Vec::new();
         let mut reason = String::new();
         match blockio::write_block(&c.connector, &alloc.targets, id, chunks.clone()).await {
             Ok(resp) => {
                 stored = resp.stored_on;
+                failed = resp.failed;
                 if !resp.failure.is_empty() {
                     reason = resp.failure;
                 }
             }
-            Err(st) => reason = st.message().to_string(),
+            Err(st) => {
+                failed.extend(alloc.targets.first().map(|t| t.id));
+                reason = st.message().to_string();
+            }
         }
         // Replace failed pipeline nodes, one direct write each.
         let mut rounds = 0;
@@ -385,7 +477,7 @@ impl DfsWriter {
             let req = pb::ExtraTargetsRequest {
                 block_id: id,
                 count: want,
-                exclude_nodes: tried.clone(),
+                exclude_nodes: stored.iter().chain(&failed).copied().collect(),
                 path: self.path.clone(),
                 lease: self.lease.clone(),
             };
@@ -404,7 +496,6 @@ impl DfsWriter {
                 break;
             }
             for t in extra {
-                tried.push(t.id);
                 match blockio::write_block(
                     &c.connector,
                     std::slice::from_ref(&t),
@@ -414,7 +505,10 @@ impl DfsWriter {
                 .await
                 {
                     Ok(resp) => stored.extend(resp.stored_on),
-                    Err(st) => reason = st.message().to_string(),
+                    Err(st) => {
+                        failed.push(t.id);
+                        reason = st.message().to_string();
+                    }
                 }
             }
         }
@@ -426,55 +520,5 @@ impl DfsWriter {
             });
         }
         Ok(())
-    }
-
-    /// Writes the last block and makes the file visible.
-    pub async fn close(mut self) -> Result<pb::FileStatus> {
-        let result = self.finish().await;
-        self.renewer.abort();
-        if result.is_err() {
-            self.abandon().await;
-        }
-        result
-    }
-
-    async fn finish(&mut self) -> Result<pb::FileStatus> {
-        if !self.buf.is_empty() {
-            self.flush_block().await?;
-        }
-        let req = pb::CompleteFileRequest {
-            path: self.path.clone(),
-            lease: self.lease.clone(),
-            block_lengths: self.lengths.clone(),
-        };
-        self.client
-            .masters
-            .call(|mut m| {
-                let r = req.clone();
-                async move { m.complete_file(r).await }
-            })
-            .await
-            .map_err(|e| rpc_err(&self.path, e))
-    }
-
-    /// Gives up the file: it never becomes visible and its blocks are freed.
-    pub async fn abort(self) {
-        self.renewer.abort();
-        self.abandon().await;
-    }
-
-    async fn abandon(&self) {
-        let req = pb::AbandonFileRequest {
-            path: self.path.clone(),
-            lease: self.lease.clone(),
-        };
-        let _ = self
-            .client
-            .masters
-            .call(|mut m| {
-                let r = req.clone();
-                async move { m.abandon_file(r).await }
-            })
-            .await;
     }
 }

@@ -5,7 +5,9 @@ use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::io::Write;
+
+use tokio::io::AsyncReadExt;
 
 use crate::dfs::{CreateOptions, DfsClient, DfsWriter};
 use crate::error::{ClientError, Result};
@@ -117,7 +119,7 @@ pub enum Sink {
         url: String,
     },
     Local {
-        file: tokio::fs::File,
+        file: std::io::BufWriter<std::fs::File>,
         tmp: std::path::PathBuf,
         dest: std::path::PathBuf,
     },
@@ -135,9 +137,9 @@ impl Sink {
                 upload.put(data);
                 Ok(())
             }
-            Sink::Local { file, tmp, .. } => file
-                .write_all(&data)
-                .await
+            // Plain blocking writes on this worker thread: cheaper than a
+            // round trip to the blocking pool per chunk.
+            Sink::Local { file, tmp, .. } => tokio::task::block_in_place(|| file.write_all(&data))
                 .map_err(|e| ClientError::local(tmp.display().to_string(), e)),
         }
     }
@@ -157,12 +159,11 @@ impl Sink {
                 dest,
             } => {
                 let name = dest.display().to_string();
-                file.flush()
-                    .await
-                    .map_err(|e| ClientError::local(&name, e))?;
-                file.sync_all()
-                    .await
-                    .map_err(|e| ClientError::local(&name, e))?;
+                tokio::task::block_in_place(|| {
+                    file.flush()?;
+                    file.get_ref().sync_all()
+                })
+                .map_err(|e| ClientError::local(&name, e))?;
                 tokio::fs::rename(&tmp, &dest)
                     .await
                     .map_err(|e| ClientError::local(&name, e))
@@ -216,9 +217,8 @@ pub async fn create_local(dest: &std::path::Path, overwrite: bool) -> Result<Sin
         .map(|s| s.to_string_lossy().to_string())
         .unwrap_or_default();
     let tmp = dest.with_file_name(format!(".{file_name}.basin-tmp-{}", std::process::id()));
-    let file = tokio::fs::File::create(&tmp)
-        .await
-        .map_err(|e| ClientError::local(&name, e))?;
+    let file = std::fs::File::create(&tmp).map_err(|e| ClientError::local(&name, e))?;
+    let file = std::io::BufWriter::with_capacity(4 << 20, file);
     Ok(Sink::Local {
         file,
         tmp,

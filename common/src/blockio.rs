@@ -32,6 +32,7 @@ pub async fn write_block(
     block_id: u64,
     data: Vec<Bytes>,
 ) -> Result<pb::WriteBlockResponse, Status> {
+    let length: u64 = data.iter().map(|b| b.len() as u64).sum();
     let Some(first) = targets.first() else {
         return Err(Status::invalid_argument("empty pipeline"));
     };
@@ -40,6 +41,7 @@ pub async fn write_block(
         msg: Some(pb::write_block_message::Msg::Header(pb::WriteBlockHeader {
             block_id,
             downstream: targets[1..].to_vec(),
+            length,
         })),
     };
     let msgs = std::iter::once(header).chain(data.into_iter().flat_map(|b| {

@@ -72,7 +72,7 @@ impl Proc {
             .args(&self.args)
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env_remove("BASIN_MASTER")
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", "info,openraft=warn,sled=warn")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -244,6 +244,8 @@ impl Cluster {
             self.master_list(),
             "--heartbeat-interval".into(),
             self.spec.heartbeat.into(),
+            "--block-report-interval".into(),
+            "10s".into(),
             "--name".into(),
             name.into(),
             "--http-listen".into(),

@@ -33,6 +33,7 @@ type DownstreamResult = Result<pb::WriteBlockResponse, Status>;
 fn open_downstream(
     ctx: &WorkerCtx,
     block_id: u64,
+    length: u64,
     downstream: &[pb::NodeInfo],
 ) -> Option<(
     u64,
@@ -45,6 +46,7 @@ fn open_downstream(
         msg: Some(pb::write_block_message::Msg::Header(pb::WriteBlockHeader {
             block_id,
             downstream: downstream[1..].to_vec(),
+            length,
         })),
     };
     let connector = ctx.connector.clone();
@@ -81,31 +83,50 @@ impl Worker for WorkerService {
             )));
         }
         let mut writer = store.create(block_id).map_err(io_status)?;
-        let mut downstream = open_downstream(&self.ctx, block_id, &header.downstream);
+        let mut downstream =
+            open_downstream(&self.ctx, block_id, header.length, &header.downstream);
         let mut failed = Vec::new();
         let mut failure = String::new();
-        while let Some(msg) = incoming.message().await? {
-            let Some(pb::write_block_message::Msg::Data(data)) = msg.msg else {
-                return Err(Status::invalid_argument("unexpected second header"));
-            };
-            if let Some((next_id, tx, _)) = &downstream
-                && tx
-                    .send(pb::WriteBlockMessage {
-                        msg: Some(pb::write_block_message::Msg::Data(data.clone())),
-                    })
-                    .await
-                    .is_err()
-            {
-                // The downstream call ended early; the rest of the pipeline is lost.
-                failed.push(*next_id);
-                if let Some((_, _, task)) = downstream.take() {
-                    failure = match task.await {
-                        Ok(Err(st)) => st.message().to_string(),
-                        _ => "downstream closed".into(),
-                    };
+        let received: Result<(), Status> = async {
+            while let Some(msg) = incoming.message().await? {
+                let Some(pb::write_block_message::Msg::Data(data)) = msg.msg else {
+                    return Err(Status::invalid_argument("unexpected second header"));
+                };
+                if let Some((next_id, tx, _)) = &downstream
+                    && tx
+                        .send(pb::WriteBlockMessage {
+                            msg: Some(pb::write_block_message::Msg::Data(data.clone())),
+                        })
+                        .await
+                        .is_err()
+                {
+                    // The downstream call ended early; the rest of the pipeline is lost.
+                    failed.push(*next_id);
+                    if let Some((_, _, task)) = downstream.take() {
+                        failure = match task.await {
+                            Ok(Err(st)) => st.message().to_string(),
+                            _ => "downstream closed".into(),
+                        };
+                    }
                 }
+                write_chunk(&mut writer, data).await?;
             }
-            write_chunk(&mut writer, data).await?;
+            if header.length != 0 && writer.len() != header.length {
+                return Err(Status::invalid_argument(format!(
+                    "block {block_id} ended after {} of {} bytes",
+                    writer.len(),
+                    header.length
+                )));
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(st) = received {
+            // Cancel the rest of the pipeline so that no node keeps a partial block.
+            if let Some((_, _, task)) = downstream.take() {
+                task.abort();
+            }
+            return Err(st);
         }
         let len = tokio::task::spawn_blocking(move || writer.finish())
             .await
