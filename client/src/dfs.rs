@@ -34,6 +34,9 @@ pub struct DfsClient {
     pub masters: MasterClient,
     pub connector: Connector,
     pub user: String,
+    /// Dial workers on their external addresses (clients outside the
+    /// cluster network, e.g. the host of a docker-compose cluster).
+    pub use_external: bool,
     client_name: Arc<str>,
 }
 
@@ -64,8 +67,18 @@ impl DfsClient {
             masters,
             connector,
             user,
+            use_external: false,
             client_name: Arc::from(format!("basin-client-{}", uuid::Uuid::new_v4())),
         }
+    }
+
+    /// The node as this client should dial it.
+    fn dial(&self, n: &pb::NodeInfo) -> pb::NodeInfo {
+        let mut n = n.clone();
+        if self.use_external && !n.external_addr.is_empty() {
+            n.addr = n.external_addr.clone();
+        }
+        n
     }
 
     pub async fn mkdir(&self, p: &str, parents: bool) -> Result<()> {
@@ -275,7 +288,7 @@ impl DfsClient {
 
     async fn read_block(&self, path: &str, b: pb::BlockLocation) -> Result<Vec<Bytes>> {
         let mut last = String::from("no live replica");
-        for r in &b.replicas {
+        for r in b.replicas.iter().map(|r| self.dial(r)) {
             match blockio::read_block(&self.connector, &r.addr, b.block_id, 0, 0).await {
                 Ok(chunks) => {
                     let got: u64 = chunks.iter().map(|c| c.len() as u64).sum();
@@ -450,7 +463,11 @@ impl BlockPipe {
         let mut stored: Vec<u64> = Vec::new();
         let mut failed: Vec<u64> = Vec::new();
         let mut reason = String::new();
-        match blockio::write_block(&c.connector, &alloc.targets, id, chunks.clone()).await {
+        let mut pipeline = alloc.targets.clone();
+        if let Some(first) = pipeline.first_mut() {
+            *first = c.dial(first);
+        }
+        match blockio::write_block(&c.connector, &pipeline, id, chunks.clone()).await {
             Ok(resp) => {
                 stored = resp.stored_on;
                 failed = resp.failed;
@@ -495,7 +512,7 @@ impl BlockPipe {
             if extra.is_empty() {
                 break;
             }
-            for t in extra {
+            for t in extra.iter().map(|t| c.dial(t)) {
                 match blockio::write_block(
                     &c.connector,
                     std::slice::from_ref(&t),

@@ -60,6 +60,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => cli::local_cmd::run_up(a).await,
         Command::Demo(a) => cli::local_cmd::run_demo(a).await,
         Command::Cluster { cmd } => cli::cluster_cmd::run(&g, cmd).await,
+        Command::Healthcheck { http, path } => cli::output::healthcheck(&http, &path).await,
         Command::Bench { cmd } => cli::bench_cmd::run(&g, cmd).await,
         Command::Dfs { cmd } => cli::dfs_cmd::run(&g, cmd).await,
     }

@@ -25,6 +25,8 @@ pub struct WorkerConfig {
     pub scan_interval: Duration,
     pub zone: String,
     pub name: String,
+    /// Address clients outside the cluster network use (e.g. a published port).
+    pub external_addr: String,
 }
 
 impl WorkerConfig {
@@ -44,6 +46,7 @@ impl WorkerConfig {
             block_report_interval: Duration::from_secs(300),
             scan_interval: Duration::from_secs(3600),
             zone: String::new(),
+            external_addr: String::new(),
         }
     }
 }

@@ -28,6 +28,7 @@ pub async fn register(
         role: role as i32,
         zone: ctx.cfg.zone.clone(),
         name: ctx.cfg.name.clone(),
+        external_addr: ctx.cfg.external_addr.clone(),
     };
     loop {
         let r = ctx.masters.call(|mut c| {

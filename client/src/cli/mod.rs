@@ -41,6 +41,9 @@ pub struct Global {
     /// User name for file ownership and permission checks.
     #[arg(long, global = true, env = "BASIN_USER")]
     pub user: Option<String>,
+    /// Reach workers on their external addresses (outside a container network).
+    #[arg(long, global = true, env = "BASIN_EXTERNAL_ADDRS")]
+    pub external_addrs: bool,
     /// Machine-readable output.
     #[arg(long, global = true)]
     pub json: bool,
@@ -77,7 +80,9 @@ impl Global {
     }
 
     pub fn dfs(&self) -> anyhow::Result<DfsClient> {
-        Ok(DfsClient::new(self.masters()?, self.user()))
+        let mut dfs = DfsClient::new(self.masters()?, self.user());
+        dfs.use_external = self.external_addrs;
+        Ok(dfs)
     }
 }
 
@@ -98,6 +103,14 @@ pub enum Command {
     Cluster {
         #[command(subcommand)]
         cmd: cluster_cmd::ClusterCmd,
+    },
+    /// Exit 0 when a role's HTTP endpoint answers 200 (container healthchecks).
+    Healthcheck {
+        /// HOST:PORT of the role's --http-listen.
+        #[arg(long, default_value = "127.0.0.1:9100")]
+        http: String,
+        #[arg(long, default_value = "/healthz")]
+        path: String,
     },
     /// Load generators for the benchmarks in bench/.
     #[command(hide = true)]

@@ -41,3 +41,27 @@ pub fn time_string(ms: i64) -> String {
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
     humantime::format_rfc3339_seconds(t).to_string()
 }
+
+/// A minimal HTTP GET (no client library in the image): Ok when the answer is 200.
+pub async fn healthcheck(addr: &str, path: &str) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let fut = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await?;
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await?;
+        Ok::<_, std::io::Error>(String::from_utf8_lossy(&buf).to_string())
+    };
+    let text = tokio::time::timeout(std::time::Duration::from_secs(3), fut)
+        .await
+        .map_err(|_| anyhow::anyhow!("{addr}{path}: no answer within 3s"))??;
+    let code = text.split_whitespace().nth(1).unwrap_or("");
+    if code != "200" {
+        anyhow::bail!("{addr}{path} answered {code:?}");
+    }
+    println!("ok");
+    Ok(())
+}

@@ -25,8 +25,10 @@ pub struct TlsArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct MasterArgs {
+    /// This master's id (1, 2, …). Without it, taken from a StatefulSet-style
+    /// host name: `name-0` is 1, `name-1` is 2.
     #[arg(long)]
-    pub id: u64,
+    pub id: Option<u64>,
     #[arg(long)]
     pub listen: String,
     /// Address others use to reach this master (defaults to --listen).
@@ -80,8 +82,18 @@ pub struct WorkerArgs {
     pub zone: String,
     #[arg(long)]
     pub name: Option<String>,
+    /// Address that clients outside the cluster network use to reach this
+    /// worker (a published port); they pick it with --external-addrs.
+    #[arg(long)]
+    pub external_addr: Option<String>,
     #[arg(long)]
     pub http_listen: Option<String>,
+    /// On SIGTERM, drain this core worker's blocks to others (decommission)
+    /// before exiting, for up to --drain-timeout.
+    #[arg(long)]
+    pub drain_on_stop: bool,
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    pub drain_timeout: Duration,
     #[command(flatten)]
     pub tls: TlsArgs,
 }
@@ -149,17 +161,36 @@ async fn serve_http(
     Ok(Some(tx))
 }
 
-pub async fn run_master(g: &Global, a: MasterArgs) -> anyhow::Result<()> {
+/// Master id from a host name ending in `-N` (Kubernetes StatefulSet pods).
+fn id_from_hostname() -> anyhow::Result<u64> {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    let ordinal = host
+        .rsplit_once('-')
+        .and_then(|(_, n)| n.parse::<u64>().ok())
+        .with_context(|| format!("no --id given and host name {host:?} does not end in -N"))?;
+    Ok(ordinal + 1)
+}
+
+pub async fn run_master(g: &Global, mut a: MasterArgs) -> anyhow::Result<()> {
     let token = token(g)?;
+    let id = match a.id {
+        Some(id) => id,
+        None => id_from_hostname()?,
+    };
+    a.id = Some(id);
     let listener = TcpListener::bind(&a.listen)
         .await
         .with_context(|| format!("cannot listen on {}", a.listen))?;
     let advertise = a.advertise.clone().unwrap_or_else(|| a.listen.clone());
-    let mut cfg = MasterConfig::new(a.id, advertise.clone(), a.data_dir.clone());
+    let mut cfg = MasterConfig::new(id, advertise.clone(), a.data_dir.clone());
     if !a.peers.is_empty() {
         cfg.peers = parse_peers(&a.peers)?;
-        if !cfg.peers.contains_key(&a.id) {
-            bail!("--peers must include this master (id {})", a.id);
+        if !cfg.peers.contains_key(&id) {
+            bail!("--peers must include this master (id {id})");
         }
         if ![1, 3, 5].contains(&cfg.peers.len()) {
             bail!(
@@ -216,16 +247,61 @@ pub async fn run_worker(g: &Global, a: WorkerArgs) -> anyhow::Result<()> {
     cfg.scan_interval = a.scan_interval;
     cfg.zone = a.zone.clone();
     cfg.name = a.name.clone().unwrap_or(advertise);
+    cfg.external_addr = a.external_addr.clone().unwrap_or_default();
     let tls =
         basin_common::tls::server_config(a.tls.tls_cert.as_deref(), a.tls.tls_key.as_deref())?;
     let worker = basin_worker::start(cfg, listener, &token, g.connector()?, tls).await?;
     let ctx = worker.ctx.clone();
     let http = serve_http(&a.http_listen, Arc::new(move || ctx.node_id() != 0)).await?;
     stop_signal().await;
+    if a.drain_on_stop && role == WorkerRole::Core {
+        drain(&worker.ctx, a.drain_timeout).await;
+    }
     tracing::info!("stop requested; shutting down");
     worker.shutdown().await;
     if let Some(h) = http {
         let _ = h.send(());
     }
     Ok(())
+}
+
+/// Decommissions this worker and waits until its blocks live elsewhere (or
+/// the timeout passes), so that stopping it loses no replica.
+async fn drain(ctx: &basin_worker::context::WorkerCtx, timeout: Duration) {
+    let node = ctx.node_id().to_string();
+    let deadline = tokio::time::Instant::now() + timeout;
+    tracing::info!(node_id = %node, "draining blocks before stopping");
+    loop {
+        let req = basin_proto::DecommissionRequest { node: node.clone() };
+        let r = ctx
+            .masters
+            .call(|mut c| {
+                let r = req.clone();
+                async move { c.decommission(r).await }
+            })
+            .await;
+        match r {
+            Ok(resp)
+                if resp
+                    .node
+                    .as_ref()
+                    .is_some_and(|n| n.state == basin_proto::NodeState::Decommissioned as i32) =>
+            {
+                tracing::info!(node_id = %node, "drained");
+                return;
+            }
+            Ok(resp) => {
+                tracing::info!(node_id = %node, remaining = resp.blocks_remaining, "draining")
+            }
+            Err(e) => {
+                tracing::warn!(node_id = %node, "cannot drain: {e}; stopping anyway");
+                return;
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!(node_id = %node, "drain timed out; stopping with blocks left");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }

@@ -175,6 +175,7 @@ impl Namenode {
                 .map(|l| l.last_heartbeat.elapsed().as_millis() as i64)
                 .unwrap_or(-1),
             name: n.name.clone(),
+            external_addr: n.external_addr.clone(),
         }
     }
 

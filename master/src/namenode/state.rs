@@ -96,6 +96,9 @@ pub struct NodeRecord {
     pub zone: String,
     pub name: String,
     pub admin: AdminState,
+    /// Address for clients outside the cluster network (empty: use `addr`).
+    #[serde(default)]
+    pub external_addr: String,
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -182,6 +185,8 @@ pub enum Command {
         role: Role,
         zone: String,
         name: String,
+        #[serde(default)]
+        external_addr: String,
     },
     SetNodeAdmin {
         id: u64,
@@ -298,7 +303,8 @@ impl FsState {
                 role,
                 zone,
                 name,
-            } => Ok(self.register(uuid, addr, *role, zone, name)),
+                external_addr,
+            } => Ok(self.register(uuid, addr, *role, zone, name, external_addr)),
             Command::SetNodeAdmin { id, admin } => match self.nodes.get_mut(id) {
                 Some(n) => {
                     n.admin = *admin;
@@ -661,6 +667,7 @@ impl FsState {
         Ok(CommandResult::Count(files.len() as u64))
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn register(
         &mut self,
         uuid: &str,
@@ -668,9 +675,11 @@ impl FsState {
         role: Role,
         zone: &str,
         name: &str,
+        external_addr: &str,
     ) -> CommandResult {
         if let Some(n) = self.nodes.values_mut().find(|n| n.uuid == uuid) {
             n.addr = addr.to_string();
+            n.external_addr = external_addr.to_string();
             n.role = role;
             n.zone = zone.to_string();
             n.name = name.to_string();
@@ -692,6 +701,7 @@ impl FsState {
                 zone: zone.to_string(),
                 name: name.to_string(),
                 admin: AdminState::Normal,
+                external_addr: external_addr.to_string(),
             },
         );
         CommandResult::NodeId(id)

@@ -131,6 +131,7 @@ pub async fn register(
         role,
         zone: r.zone,
         name: r.name,
+        external_addr: r.external_addr,
     };
     match nn.write(cmd).await? {
         CommandResult::NodeId(id) => {
