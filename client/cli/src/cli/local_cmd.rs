@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
+use crate::local::{LocalCluster, LocalOptions};
 use anyhow::{Context, bail};
-use basin_client::local::{LocalCluster, LocalOptions};
 use basin_client::transfer;
 use basin_client::{CreateOptions, DfsClient, Location};
 

@@ -15,7 +15,7 @@ use basin_worker::{RunningWorker, WorkerConfig, WorkerRole};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
-use crate::error::{ClientError, Result};
+use basin_client::error::{ClientError, Result};
 
 #[derive(Clone, Debug)]
 pub struct LocalOptions {

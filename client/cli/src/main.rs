@@ -3,6 +3,7 @@
 //! non-zero exit.
 
 mod cli;
+mod local;
 
 use clap::Parser;
 use cli::{Cli, Command};
