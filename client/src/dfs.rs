@@ -286,10 +286,61 @@ impl DfsClient {
         Ok((len, stream))
     }
 
+    /// Streams a file from `offset` to its end, fetching a block only when
+    /// the reader gets to it (with one block read ahead).
+    pub async fn open_from(
+        &self,
+        p: &str,
+        offset: u64,
+    ) -> Result<(u64, BoxStream<'static, Result<Bytes>>)> {
+        let st = self.stat(p).await?;
+        let status = st.status.unwrap_or_default();
+        if status.is_dir {
+            return Err(ClientError::IsADirectory(status.path));
+        }
+        let client = self.clone();
+        let path = status.path.clone();
+        let blocks: Vec<pb::BlockLocation> = st
+            .blocks
+            .into_iter()
+            .filter(|b| b.offset + b.length > offset)
+            .collect();
+        let stream = futures::stream::iter(blocks)
+            .map(move |mut b| {
+                let client = client.clone();
+                let path = path.clone();
+                async move {
+                    let skip = offset.saturating_sub(b.offset);
+                    if skip == 0 {
+                        return client.read_block(&path, b).await;
+                    }
+                    b.length -= skip;
+                    client.read_block_range(&path, b, skip).await
+                }
+            })
+            .buffered(2)
+            .flat_map(|r: Result<Vec<Bytes>>| match r {
+                Ok(chunks) => futures::stream::iter(chunks.into_iter().map(Ok)).boxed(),
+                Err(e) => futures::stream::once(async { Err(e) }).boxed(),
+            })
+            .boxed();
+        Ok((status.length, stream))
+    }
+
     async fn read_block(&self, path: &str, b: pb::BlockLocation) -> Result<Vec<Bytes>> {
+        self.read_block_range(path, b, 0).await
+    }
+
+    /// Reads `b.length` bytes of a block starting `skip` bytes into it.
+    async fn read_block_range(
+        &self,
+        path: &str,
+        b: pb::BlockLocation,
+        skip: u64,
+    ) -> Result<Vec<Bytes>> {
         let mut last = String::from("no live replica");
         for r in b.replicas.iter().map(|r| self.dial(r)) {
-            match blockio::read_block(&self.connector, &r.addr, b.block_id, 0, 0).await {
+            match blockio::read_block(&self.connector, &r.addr, b.block_id, skip, b.length).await {
                 Ok(chunks) => {
                     let got: u64 = chunks.iter().map(|c| c.len() as u64).sum();
                     if got == b.length {

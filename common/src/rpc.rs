@@ -24,7 +24,7 @@ pub enum RpcError {
     BadAddress { addr: String, reason: String },
     #[error("master unreachable (tried {tried}): {reason}")]
     MasterUnreachable { tried: String, reason: String },
-    #[error("{0}")]
+    #[error("{}", .0.message())]
     Status(#[from] Status),
 }
 

@@ -4,11 +4,14 @@
 //! - [`namenode`]: the replicated namespace and node registry (`state`), the
 //!   soft block map rebuilt from reports (`blocks`), placement, and the
 //!   replication monitor.
+//! - [`jobtracker`]: MapReduce jobs, tasks and attempts (replicated), the
+//!   scheduler that hands tasks to workers, and job RPCs.
 //! - [`service`]: the `Master` gRPC handlers.
 //! - [`server`]: start-up and shutdown of one master on a bound listener.
 
 pub mod config;
 pub mod error;
+pub mod jobtracker;
 pub mod namenode;
 pub mod raft;
 pub mod server;

@@ -115,6 +115,8 @@ fn demo_runs_its_tour() -> anyhow::Result<()> {
         "dfs stat",
         "dfs get",
         "identical",
+        "builtin wordcount",
+        "counted 600 times",
         "dfs fsck",
         "every step passed",
     ] {

@@ -27,6 +27,8 @@ pub struct WorkerConfig {
     pub name: String,
     /// Address clients outside the cluster network use (e.g. a published port).
     pub external_addr: String,
+    /// Task attempts this worker runs at once.
+    pub task_slots: u32,
 }
 
 impl WorkerConfig {
@@ -47,6 +49,7 @@ impl WorkerConfig {
             scan_interval: Duration::from_secs(3600),
             zone: String::new(),
             external_addr: String::new(),
+            task_slots: 2,
         }
     }
 }

@@ -20,6 +20,8 @@ pub struct WorkerCtx {
     pub node_id: Arc<AtomicU64>,
     pub connector: Connector,
     pub masters: MasterClient,
+    /// Task attempts running here.
+    pub tasks: crate::tasks::TaskRunner,
 }
 
 impl WorkerCtx {

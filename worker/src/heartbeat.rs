@@ -95,6 +95,8 @@ pub async fn heartbeat_loop(
             capacity_bytes: fs_capacity(&ctx),
             used_bytes: store.map(|s| s.used_bytes()).unwrap_or(0),
             blocks: store.map(|s| s.count() as u64).unwrap_or(0),
+            free_task_slots: ctx.tasks.free_slots(),
+            running: ctx.tasks.running(),
         };
         let resp = match tokio::time::timeout(
             ctx.cfg.heartbeat_interval.max(Duration::from_secs(2)),
@@ -125,6 +127,12 @@ pub async fn heartbeat_loop(
             if !known {
                 register(&ctx, &uuid, shutdown.clone()).await;
             }
+        }
+        for k in &resp.kill {
+            ctx.tasks.kill(k);
+        }
+        for t in resp.tasks {
+            ctx.tasks.start(t);
         }
         for cmd in resp.commands {
             let ctx = ctx.clone();

@@ -3,6 +3,7 @@
 //! - [`storage`]: block replicas on disk with per-chunk CRC32C.
 //! - [`service`]: the `Worker` gRPC service (pipeline writes, verified reads).
 //! - [`heartbeat`]: registration, heartbeats, block reports, block commands, scanner.
+//! - [`tasks`]: MapReduce task attempts (map, shuffle, reduce).
 //! - [`server`]: start-up and shutdown on a bound listener.
 
 pub mod config;
@@ -12,6 +13,7 @@ pub mod heartbeat;
 pub mod server;
 pub mod service;
 pub mod storage;
+pub mod tasks;
 
 pub use config::{WorkerConfig, WorkerRole};
 pub use server::{RunningWorker, start};

@@ -97,12 +97,21 @@ pub async fn start(
         WorkerRole::Task => None,
     };
     let masters = MasterClient::new(connector.clone(), cfg.masters.clone());
+    let node_id = Arc::new(AtomicU64::new(0));
+    let tasks = crate::tasks::TaskRunner::new(
+        &cfg.data_dir,
+        cfg.task_slots,
+        connector.clone(),
+        masters.clone(),
+        node_id.clone(),
+    );
     let ctx = WorkerCtx {
         cfg: Arc::new(cfg),
         store,
-        node_id: Arc::new(AtomicU64::new(0)),
+        node_id,
         connector,
         masters,
+        tasks,
     };
     let (stop, stop_rx) = watch::channel(false);
     let mut builder = Server::builder();

@@ -171,6 +171,52 @@ impl Worker for WorkerService {
         }))
     }
 
+    type FetchMapOutputStream = ReceiverStream<Result<pb::ReadBlockChunk, Status>>;
+
+    async fn fetch_map_output(
+        &self,
+        req: Request<pb::FetchMapOutputRequest>,
+    ) -> Result<Response<Self::FetchMapOutputStream>, Status> {
+        let r = req.into_inner();
+        let dir =
+            crate::tasks::map_output_dir(&self.ctx.cfg.data_dir, r.job_id, r.map_index, r.attempt);
+        let path = dir.join(format!("part-{}", r.partition));
+        let file = tokio::fs::File::open(&path).await.map_err(|e| {
+            Status::not_found(format!(
+                "map output of job {} map {} attempt {} partition {} is not here: {e}",
+                r.job_id, r.map_index, r.attempt, r.partition
+            ))
+        })?;
+        let (tx, rx) = mpsc::channel(4);
+        tokio::spawn(async move {
+            use tokio::io::AsyncReadExt;
+            let mut file = file;
+            loop {
+                let mut buf = vec![0u8; basin_common::blockio::WIRE_CHUNK];
+                match file.read(&mut buf).await {
+                    Ok(0) => return,
+                    Ok(n) => {
+                        buf.truncate(n);
+                        if tx
+                            .send(Ok(pb::ReadBlockChunk {
+                                data: Bytes::from(buf),
+                            }))
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(io_status(e))).await;
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
     type ReadBlockStream = ReceiverStream<Result<pb::ReadBlockChunk, Status>>;
 
     async fn read_block(

@@ -63,6 +63,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cluster { cmd } => cli::cluster_cmd::run(&g, cmd).await,
         Command::Healthcheck { http, path } => cli::output::healthcheck(&http, &path).await,
         Command::Bench { cmd } => cli::bench_cmd::run(&g, cmd).await,
+        Command::Job { cmd } => cli::job_cmd::run(&g, cmd).await,
         Command::Dfs { cmd } => cli::dfs_cmd::run(&g, cmd).await,
     }
 }

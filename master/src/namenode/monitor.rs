@@ -31,6 +31,10 @@ pub async fn run(nn: Namenode, mut shutdown: tokio::sync::watch::Receiver<bool>)
         if let Err(e) = finish_decommissions(&nn).await {
             warn!(node_id = nn.cfg.id, "decommission check failed: {e}");
         }
+        if let Err(e) = crate::jobtracker::scheduler::check_lost_work(&nn, nn.cfg.dead_after).await
+        {
+            warn!(node_id = nn.cfg.id, "lost-work check failed: {e}");
+        }
         if let Err(e) = expire_leases(&nn).await {
             warn!(node_id = nn.cfg.id, "lease expiry failed: {e}");
         }

@@ -192,6 +192,7 @@ pub enum Command {
         id: u64,
         admin: AdminState,
     },
+    Job(crate::jobtracker::state::JobCommand),
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -217,6 +218,9 @@ pub struct FsState {
     pub next_block_id: u64,
     pub nodes: BTreeMap<u64, NodeRecord>,
     pub next_node_id: u64,
+    /// The job tracker's state (see `crate::jobtracker::state`).
+    #[serde(default)]
+    pub jobs: crate::jobtracker::state::JobsState,
 }
 
 impl Default for FsState {
@@ -230,6 +234,7 @@ impl Default for FsState {
             next_block_id: 1,
             nodes: BTreeMap::new(),
             next_node_id: 1,
+            jobs: Default::default(),
         }
     }
 }
@@ -312,6 +317,7 @@ impl FsState {
                 }
                 None => err(FsErrorKind::NotFound, format!("no such node: {id}")),
             },
+            Command::Job(cmd) => self.apply_job(cmd),
         };
         r.unwrap_or_else(CommandResult::Err)
     }

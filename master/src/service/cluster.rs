@@ -142,24 +142,44 @@ pub async fn register(
     }
 }
 
-pub fn heartbeat(nn: &Namenode, r: pb::HeartbeatRequest) -> Result<pb::HeartbeatResponse, Status> {
+pub async fn heartbeat(
+    nn: &Namenode,
+    r: pb::HeartbeatRequest,
+) -> Result<pb::HeartbeatResponse, Status> {
     let known = nn.read(|s| s.nodes.contains_key(&r.node_id));
     if !known {
         return Ok(pb::HeartbeatResponse {
-            commands: vec![],
             reregister: true,
+            ..Default::default()
         });
     }
-    let mut bm = nn.block_map();
-    let need_report = bm.heartbeat(r.node_id, r.capacity_bytes, r.used_bytes);
-    let commands = if nn.raft.is_leader() {
-        bm.take_commands(r.node_id)
-    } else {
-        Vec::new()
+    let (need_report, commands) = {
+        let mut bm = nn.block_map();
+        let need_report = bm.heartbeat(r.node_id, r.capacity_bytes, r.used_bytes);
+        let commands = if nn.raft.is_leader() {
+            bm.take_commands(r.node_id)
+        } else {
+            Vec::new()
+        };
+        (need_report, commands)
     };
+    let (mut tasks, mut kill) = (Vec::new(), Vec::new());
+    if nn.raft.is_leader() && !nn.in_safe_mode() {
+        kill = crate::jobtracker::scheduler::reconcile(nn, r.node_id, &r.running).await?;
+        let usable = nn.read(|s| {
+            s.nodes
+                .get(&r.node_id)
+                .is_some_and(|n| n.admin == AdminState::Normal)
+        });
+        if usable {
+            tasks = crate::jobtracker::scheduler::assign(nn, r.node_id, r.free_task_slots).await?;
+        }
+    }
     Ok(pb::HeartbeatResponse {
         commands,
         reregister: need_report,
+        tasks,
+        kill,
     })
 }
 

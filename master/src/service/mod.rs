@@ -7,6 +7,7 @@ use basin_proto as pb;
 use basin_proto::master_server::Master;
 use tonic::{Request, Response, Status};
 
+use crate::jobtracker::rpc as jobs;
 use crate::namenode::Namenode;
 
 pub struct MasterService {
@@ -98,7 +99,25 @@ impl Master for MasterService {
         )
     }
     async fn heartbeat(&self, r: Request<pb::HeartbeatRequest>) -> R<pb::HeartbeatResponse> {
-        count("heartbeat", cluster::heartbeat(&self.nn, r.into_inner()))
+        count(
+            "heartbeat",
+            cluster::heartbeat(&self.nn, r.into_inner()).await,
+        )
+    }
+    async fn submit_job(&self, r: Request<pb::SubmitJobRequest>) -> R<pb::SubmitJobResponse> {
+        count("submit_job", jobs::submit(&self.nn, r.into_inner()).await)
+    }
+    async fn get_job(&self, r: Request<pb::JobRequest>) -> R<pb::JobStatus> {
+        count("get_job", jobs::get(&self.nn, r.into_inner()))
+    }
+    async fn list_jobs(&self, _r: Request<pb::Empty>) -> R<pb::ListJobsResponse> {
+        count("list_jobs", jobs::list(&self.nn))
+    }
+    async fn kill_job(&self, r: Request<pb::JobRequest>) -> R<pb::JobStatus> {
+        count("kill_job", jobs::kill(&self.nn, r.into_inner()).await)
+    }
+    async fn task_done(&self, r: Request<pb::TaskDoneRequest>) -> R<pb::Empty> {
+        count("task_done", jobs::task_done(&self.nn, r.into_inner()).await)
     }
     async fn block_report(&self, r: Request<pb::BlockReportRequest>) -> R<pb::Empty> {
         count(

@@ -154,6 +154,51 @@ async fn tour(cluster: &LocalCluster, dir: &std::path::Path) -> anyhow::Result<(
         bail!("the file read back differs from the one written");
     }
     println!("   {} bytes read back, identical", data.len());
+    println!("== job submit --builtin wordcount --input /demo/words.txt --output /demo/counts");
+    let text = "the quick brown fox\njumps over the lazy dog\nthe dog sleeps\n".repeat(200);
+    let words = dir.join("demo-words.txt");
+    std::fs::write(&words, &text)?;
+    let src = transfer::local_source(&words).await?;
+    let sink = transfer::create(
+        &dfs,
+        &Location::parse("/demo/words.txt")?,
+        &CreateOptions::default(),
+    )
+    .await?;
+    transfer::pump(src, sink, &|_| {}).await?;
+    let job = super::job_cmd::wordcount(&dfs, "/demo/words.txt", "/demo/counts").await?;
+    if job.state != "SUCCEEDED" {
+        bail!("wordcount job {}: {}", job.state, job.failure);
+    }
+    let mut the = None;
+    for part in dfs
+        .list("/demo/counts")
+        .await?
+        .iter()
+        .filter(|e| e.path.contains("part-"))
+    {
+        let (_, mut stream) = dfs.open(&part.path).await?;
+        let mut body = Vec::new();
+        while let Some(c) = futures::StreamExt::next(&mut stream).await {
+            body.extend_from_slice(&c?);
+        }
+        for line in String::from_utf8_lossy(&body).lines() {
+            if let Some(n) = line.strip_prefix("the\t") {
+                the = Some(n.to_string());
+            }
+        }
+    }
+    println!(
+        "   job {} {}: {} maps, {} reduces; \"the\" counted {} times",
+        job.job_id,
+        job.state,
+        job.maps_total,
+        job.reduces_total,
+        the.as_deref().unwrap_or("0")
+    );
+    if the.as_deref() != Some("600") {
+        bail!("wordcount counted \"the\" {:?} times, expected 600", the);
+    }
     println!("== dfs fsck /");
     let f = dfs.fsck("/").await?;
     println!(

@@ -4,6 +4,7 @@
 pub mod bench_cmd;
 pub mod cluster_cmd;
 pub mod dfs_cmd;
+pub mod job_cmd;
 pub mod local_cmd;
 pub mod output;
 pub mod roles;
@@ -117,6 +118,11 @@ pub enum Command {
     Bench {
         #[command(subcommand)]
         cmd: bench_cmd::BenchCmd,
+    },
+    /// MapReduce jobs.
+    Job {
+        #[command(subcommand)]
+        cmd: job_cmd::JobCmd,
     },
     /// The distributed file system (basin://, s3://, file://).
     Dfs {

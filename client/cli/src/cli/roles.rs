@@ -80,6 +80,9 @@ pub struct WorkerArgs {
     pub scan_interval: Duration,
     #[arg(long, default_value = "")]
     pub zone: String,
+    /// Task attempts this worker runs at once.
+    #[arg(long, default_value_t = 2)]
+    pub task_slots: u32,
     #[arg(long)]
     pub name: Option<String>,
     /// Address that clients outside the cluster network use to reach this
@@ -246,6 +249,7 @@ pub async fn run_worker(g: &Global, a: WorkerArgs) -> anyhow::Result<()> {
     cfg.block_report_interval = a.block_report_interval;
     cfg.scan_interval = a.scan_interval;
     cfg.zone = a.zone.clone();
+    cfg.task_slots = a.task_slots;
     cfg.name = a.name.clone().unwrap_or(advertise);
     cfg.external_addr = a.external_addr.clone().unwrap_or_default();
     let tls =

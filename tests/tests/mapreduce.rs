@@ -1,0 +1,403 @@
+//! MapReduce on the cluster: built-ins and streaming jobs end to end, the
+//! commit protocol (_SUCCESS, no _temporary), counters, retries with logs,
+//! and jobs that survive a worker's death and a master leader's death.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use basin_tests::{Cluster, Spec, stderr, wait_for};
+
+/// Text with a known word count, lines of varying length so that splits cut lines.
+fn corpus(lines: usize) -> (String, BTreeMap<String, u64>) {
+    let words = [
+        "alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa",
+    ];
+    let mut text = String::new();
+    let mut counts = BTreeMap::new();
+    let mut x: u64 = 12345;
+    for i in 0..lines {
+        let n = 1 + (i % 9);
+        let mut line = Vec::new();
+        for _ in 0..n {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let w = format!("{}{}", words[(x % 10) as usize], x % 37);
+            *counts.entry(w.clone()).or_insert(0) += 1;
+            line.push(w);
+        }
+        text.push_str(&line.join(" "));
+        text.push('\n');
+    }
+    (text, counts)
+}
+
+fn read_output(c: &Cluster, dir: &str) -> BTreeMap<String, String> {
+    let ls = c.json(&["dfs", "ls", dir]).unwrap();
+    let mut out = BTreeMap::new();
+    for e in ls.as_array().unwrap() {
+        let p = e["path"].as_str().unwrap();
+        if !p.contains("/part-") {
+            continue;
+        }
+        for line in c.ok(&["dfs", "cat", p]).unwrap().lines() {
+            let (k, v) = line.split_once('\t').unwrap_or((line, ""));
+            assert!(
+                out.insert(k.to_string(), v.to_string()).is_none(),
+                "key {k} in two output files"
+            );
+        }
+    }
+    out
+}
+
+fn expected_strings(counts: &BTreeMap<String, u64>) -> BTreeMap<String, String> {
+    counts
+        .iter()
+        .map(|(k, v)| (k.clone(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn wordcount_grep_and_sort_builtins() -> anyhow::Result<()> {
+    let c = Cluster::start(Spec {
+        core: 3,
+        task: 1,
+        ..Spec::default()
+    })?;
+    let (text, counts) = corpus(6000);
+    let local = c.dir.path().join("words.txt");
+    std::fs::write(&local, &text)?;
+    c.ok(&["dfs", "mkdir", "-p", "/in"])?;
+    // Small blocks: many splits, most of them cutting a line.
+    c.ok(&[
+        "dfs",
+        "put",
+        "--block-size",
+        "32768",
+        local.to_str().unwrap(),
+        "/in/words.txt",
+    ])?;
+
+    let job = c.json(&[
+        "job",
+        "submit",
+        "--input",
+        "/in",
+        "--output",
+        "/wc",
+        "--builtin",
+        "wordcount",
+        "--reducers",
+        "3",
+        "--wait",
+    ])?;
+    assert_eq!(job["state"], "SUCCEEDED");
+    assert!(job["maps"]["total"].as_u64().unwrap() > 5);
+    assert_eq!(read_output(&c, "/wc"), expected_strings(&counts));
+    let ls = c.ok(&["dfs", "ls", "/wc"])?;
+    assert!(
+        ls.contains("/wc/_SUCCESS") && !ls.contains("_temporary"),
+        "{ls}"
+    );
+    let counters = &job["counters"];
+    assert_eq!(
+        counters["map_input_records"], 6000,
+        "every line read exactly once"
+    );
+    assert_eq!(
+        counters["reduce_output_records"].as_u64(),
+        Some(counts.len() as u64)
+    );
+    let maps = job["maps"]["total"].as_i64().unwrap();
+    let local_maps = counters["data_local_maps"].as_i64().unwrap_or(0);
+    assert_eq!(
+        local_maps + counters["remote_maps"].as_i64().unwrap_or(0),
+        maps
+    );
+    assert!(
+        local_maps > 0,
+        "core workers hold the blocks: some maps must be data-local"
+    );
+    assert!(
+        counters["combine_output_records"].as_i64() < counters["combine_input_records"].as_i64()
+    );
+
+    // grep counts matches of a pattern.
+    c.ok(&[
+        "job",
+        "submit",
+        "--input",
+        "/in/words.txt",
+        "--output",
+        "/grep",
+        "--builtin",
+        "grep",
+        "--pattern",
+        "alpha[0-9]+",
+        "--wait",
+    ])?;
+    let grep = read_output(&c, "/grep");
+    let want: BTreeMap<String, String> = counts
+        .iter()
+        .filter(|(k, _)| k.starts_with("alpha"))
+        .map(|(k, v)| (k.clone(), v.to_string()))
+        .collect();
+    assert_eq!(grep, want);
+
+    // sort with one reducer: a total order by key.
+    let unsorted: String = counts
+        .keys()
+        .rev()
+        .map(|k| format!("{k}\t{}\n", counts[k]))
+        .collect();
+    std::fs::write(c.dir.path().join("unsorted.txt"), &unsorted)?;
+    c.ok(&[
+        "dfs",
+        "put",
+        c.dir.path().join("unsorted.txt").to_str().unwrap(),
+        "/unsorted.txt",
+    ])?;
+    c.ok(&[
+        "job",
+        "submit",
+        "--input",
+        "/unsorted.txt",
+        "--output",
+        "/sorted",
+        "--builtin",
+        "sort",
+        "--wait",
+    ])?;
+    let sorted = c.ok(&["dfs", "cat", "/sorted/part-00000"])?;
+    let keys: Vec<&str> = sorted
+        .lines()
+        .map(|l| l.split('\t').next().unwrap_or(""))
+        .collect();
+    let mut want_keys: Vec<&str> = counts.keys().map(String::as_str).collect();
+    want_keys.sort();
+    assert_eq!(keys, want_keys);
+
+    // The output directory must not exist.
+    let o = c.basin(&[
+        "job",
+        "submit",
+        "--input",
+        "/in",
+        "--output",
+        "/wc",
+        "--builtin",
+        "wordcount",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("output directory already exists: /wc"),
+        "{}",
+        stderr(&o)
+    );
+    let list = c.json(&["job", "list"])?;
+    assert_eq!(list.as_array().unwrap().len(), 3);
+    Ok(())
+}
+
+#[test]
+fn streaming_jobs_with_files_retries_and_logs() -> anyhow::Result<()> {
+    let c = Cluster::start(Spec {
+        core: 3,
+        task: 1,
+        ..Spec::default()
+    })?;
+    let (text, counts) = corpus(3000);
+    let local = c.dir.path().join("words.txt");
+    std::fs::write(&local, &text)?;
+    c.ok(&[
+        "dfs",
+        "put",
+        "--block-size",
+        "65536",
+        local.to_str().unwrap(),
+        "/words.txt",
+    ])?;
+    let mapper = c.dir.path().join("split-words.sh");
+    std::fs::write(
+        &mapper,
+        "#!/bin/sh\ntr -s ' ' '\\n' | awk 'NF { print $1 \"\\t1\" }'\n",
+    )?;
+    let reducer = "awk -F'\\t' '{ s[$1] += $2 } END { for (k in s) print k \"\\t\" s[k] }'";
+    c.ok(&[
+        "job",
+        "submit",
+        "--input",
+        "/words.txt",
+        "--output",
+        "/stream",
+        "--file",
+        mapper.to_str().unwrap(),
+        "--mapper",
+        "./split-words.sh",
+        "--combiner",
+        reducer,
+        "--reducer",
+        reducer,
+        "--reducers",
+        "2",
+        "--wait",
+    ])?;
+    assert_eq!(read_output(&c, "/stream"), expected_strings(&counts));
+
+    // A mapper that always fails: retried on other workers, then the job fails
+    // with the reason, and the attempts' stderr is kept.
+    let o = c.basin(&[
+        "job",
+        "submit",
+        "--input",
+        "/words.txt",
+        "--output",
+        "/bad",
+        "--mapper",
+        "echo mapper-broke >&2; exit 7",
+        "--reducer",
+        "cat",
+        "--max-attempts",
+        "3",
+        "--wait",
+    ]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("FAILED") && err.contains("failed 3 times") && err.contains("exit status: 7"),
+        "{err}"
+    );
+    let id = c
+        .json(&["job", "list"])?
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["output"] == "/bad")
+        .unwrap()["id"]
+        .as_u64()
+        .unwrap();
+    let logs = c.ok(&["job", "logs", &id.to_string()])?;
+    assert!(logs.matches("mapper-broke").count() >= 3, "{logs}");
+    let workers: std::collections::BTreeSet<&str> = logs
+        .lines()
+        .filter(|l| l.starts_with("== map 0"))
+        .filter_map(|l| l.split("on node ").nth(1))
+        .collect();
+    assert!(
+        workers.len() >= 2,
+        "retries should move to other workers: {logs}"
+    );
+    assert!(!c.ok(&["dfs", "ls", "/bad"])?.contains("_SUCCESS"));
+    Ok(())
+}
+
+fn slow_job(c: &Cluster, output: &str) -> anyhow::Result<u64> {
+    let job = c.json(&[
+        "job",
+        "submit",
+        "--input",
+        "/in",
+        "--output",
+        output,
+        "--split-size",
+        "20000",
+        "--mapper",
+        "sleep 1; tr -s ' ' '\\n' | awk 'NF { print $1 \"\\t1\" }'",
+        "--reducer",
+        "awk -F'\\t' '{ s[$1] += $2 } END { for (k in s) print k \"\\t\" s[k] }'",
+        "--reducers",
+        "2",
+    ])?;
+    Ok(job["id"].as_u64().unwrap())
+}
+
+fn job_state(c: &Cluster, id: u64) -> Option<serde_json::Value> {
+    c.json(&["job", "status", &id.to_string()]).ok()
+}
+
+#[test]
+fn job_survives_worker_death() -> anyhow::Result<()> {
+    let mut c = Cluster::start(Spec {
+        core: 4,
+        task: 1,
+        ..Spec::default()
+    })?;
+    let (text, counts) = corpus(4000);
+    std::fs::write(c.dir.path().join("w.txt"), &text)?;
+    c.ok(&["dfs", "mkdir", "/in"])?;
+    c.ok(&[
+        "dfs",
+        "put",
+        "--block-size",
+        "65536",
+        c.dir.path().join("w.txt").to_str().unwrap(),
+        "/in/w.txt",
+    ])?;
+    let id = slow_job(&c, "/out")?;
+    // Once some maps are done, kill a worker that ran one (its map output is lost).
+    wait_for("some maps done", Duration::from_secs(60), || {
+        (job_state(&c, id)?["maps"]["done"].as_u64()? >= 2).then_some(())
+    })?;
+    let ids: Vec<(String, u64)> = c
+        .workers
+        .iter()
+        .map(|w| (w.name.clone(), c.node_id(&w.name).unwrap()))
+        .collect();
+    let logs = c.ok(&["job", "logs", &id.to_string()])?;
+    let victim = ids
+        .iter()
+        .find(|(_, n)| logs.contains(&format!("on node {n} [SUCCEEDED]")))
+        .map(|(name, _)| name.clone())
+        .expect("a worker with a finished map");
+    c.worker(&victim).kill9();
+    let done = wait_for("the job to finish", Duration::from_secs(120), || {
+        let s = job_state(&c, id)?;
+        (s["state"] != "RUNNING").then_some(s)
+    })?;
+    assert_eq!(done["state"], "SUCCEEDED", "{done}");
+    assert_eq!(read_output(&c, "/out"), expected_strings(&counts));
+    Ok(())
+}
+
+#[test]
+fn job_survives_leader_master_death() -> anyhow::Result<()> {
+    let mut c = Cluster::start(Spec {
+        masters: 3,
+        core: 3,
+        task: 1,
+        ..Spec::default()
+    })?;
+    let (text, counts) = corpus(3000);
+    std::fs::write(c.dir.path().join("w.txt"), &text)?;
+    c.ok(&["dfs", "mkdir", "/in"])?;
+    c.ok(&[
+        "dfs",
+        "put",
+        "--block-size",
+        "65536",
+        c.dir.path().join("w.txt").to_str().unwrap(),
+        "/in/w.txt",
+    ])?;
+    let id = slow_job(&c, "/out")?;
+    wait_for("the job under way", Duration::from_secs(60), || {
+        (job_state(&c, id)?["maps"]["done"].as_u64()? >= 1).then_some(())
+    })?;
+    let leader = c.status()?["leader"]["id"].as_u64().unwrap() as usize;
+    c.masters[leader - 1].kill9();
+    let done = wait_for(
+        "the job to finish under a new leader",
+        Duration::from_secs(120),
+        || {
+            let s = job_state(&c, id)?;
+            (s["state"] != "RUNNING").then_some(s)
+        },
+    )?;
+    assert_eq!(done["state"], "SUCCEEDED", "{done}");
+    assert_eq!(read_output(&c, "/out"), expected_strings(&counts));
+    assert_ne!(
+        c.status()?["leader"]["id"].as_u64().unwrap() as usize,
+        leader
+    );
+    Ok(())
+}
