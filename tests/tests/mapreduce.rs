@@ -401,3 +401,50 @@ fn job_survives_leader_master_death() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn stragglers_get_speculative_attempts() -> anyhow::Result<()> {
+    let c = Cluster::start(Spec {
+        core: 3,
+        task: 1,
+        ..Spec::default()
+    })?;
+    let (text, counts) = corpus(2000);
+    std::fs::write(c.dir.path().join("w.txt"), &text)?;
+    c.ok(&[
+        "dfs",
+        "put",
+        "--block-size",
+        "16384",
+        c.dir.path().join("w.txt").to_str().unwrap(),
+        "/w.txt",
+    ])?;
+    // Map 0's first attempt hangs (its working directory ends in _a0); any
+    // other attempt runs at full speed. Only a speculative attempt can finish it.
+    let mapper = "case \"$PWD\" in *m00000_a0/*) sleep 600;; esac; tr -s ' ' '\\n' | awk 'NF { print $1 \"\\t1\" }'";
+    let job = c.json(&[
+        "job",
+        "submit",
+        "--input",
+        "/w.txt",
+        "--output",
+        "/spec",
+        "--mapper",
+        mapper,
+        "--reducer",
+        "awk -F'\\t' '{ s[$1] += $2 } END { for (k in s) print k \"\\t\" s[k] }'",
+        "--wait",
+    ])?;
+    assert_eq!(job["state"], "SUCCEEDED");
+    assert_eq!(read_output(&c, "/spec"), expected_strings(&counts));
+    let logs = c.ok(&["job", "logs", &job["id"].to_string()])?;
+    assert!(
+        logs.contains("== map 0 attempt 1"),
+        "a speculative attempt of map 0 ran: {logs}"
+    );
+    assert!(
+        logs.contains("== map 0 attempt 0") && logs.contains("[KILLED]"),
+        "the straggler was killed: {logs}"
+    );
+    Ok(())
+}

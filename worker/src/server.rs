@@ -75,6 +75,7 @@ impl RunningWorker {
 
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
+        self.ctx.tasks.kill_all();
         for t in self.tasks {
             let _ = t.await;
         }

@@ -72,6 +72,7 @@ pub fn spec_from_wire(s: pb::JobSpec) -> Result<(JobSpec, Vec<Split>), Status> {
                 s.max_attempts
             },
             user: s.user,
+            no_speculation: s.no_speculation,
         },
         splits,
     ))
@@ -92,6 +93,7 @@ pub fn spec_to_wire(s: &JobSpec) -> pb::JobSpec {
         sort_buffer_bytes: s.sort_buffer_bytes,
         max_attempts: s.max_attempts,
         user: s.user.clone(),
+        no_speculation: s.no_speculation,
     }
 }
 

@@ -111,7 +111,99 @@ pub async fn assign(
             );
         }
     }
+    speculate(nn, node, free, &mut out).await?;
     Ok(out)
+}
+
+/// A straggler: running alone for more than twice the median time its
+/// finished siblings took (and at least `SPECULATE_MIN_MS`).
+const SPECULATE_MIN_MS: i64 = 3_000;
+
+fn median_ms(tasks: &[super::state::Task]) -> Option<i64> {
+    let mut d: Vec<i64> = tasks
+        .iter()
+        .filter_map(|t| t.committed.and_then(|c| t.attempts.get(c as usize)))
+        .map(|a| a.end_ms - a.start_ms)
+        .collect();
+    if d.is_empty() {
+        return None;
+    }
+    d.sort_unstable();
+    Some(d[d.len() / 2])
+}
+
+/// Speculative execution: with slots left over, a second attempt of a
+/// straggling task on another worker. The commit protocol keeps whichever
+/// attempt finishes first; the other is killed.
+async fn speculate(
+    nn: &Namenode,
+    node: u64,
+    free: u32,
+    out: &mut Vec<pb::TaskAssignment>,
+) -> Result<(), Status> {
+    let now = basin_common::now_ms();
+    let jobs: Vec<Job> = nn.read(|s| {
+        s.jobs
+            .jobs
+            .values()
+            .filter(|j| j.state == JobState::Running && !j.spec.no_speculation)
+            .cloned()
+            .collect()
+    });
+    for job in jobs {
+        for is_map in [true, false] {
+            let tasks = job.tasks(is_map);
+            if tasks.iter().any(|t| t.state == TaskState::Pending) {
+                continue; // first attempts come first
+            }
+            let Some(median) = median_ms(tasks) else {
+                continue;
+            };
+            for (i, t) in tasks.iter().enumerate() {
+                if out.len() as u32 >= free {
+                    return Ok(());
+                }
+                let running: Vec<_> = t.running().collect();
+                let [only] = running.as_slice() else { continue };
+                let elapsed = now - only.start_ms;
+                if t.state != TaskState::Running
+                    || only.worker == node
+                    || elapsed < SPECULATE_MIN_MS.max(2 * median)
+                {
+                    continue;
+                }
+                let cmd = JobCommand::Assign {
+                    job: job.id,
+                    is_map,
+                    index: i as u32,
+                    worker: node,
+                    data_local: is_map
+                        && job.splits.get(i).is_some_and(|s| s.hosts.contains(&node)),
+                    now_ms: now,
+                    speculative: true,
+                };
+                let attempt = match nn.write(Command::Job(cmd)).await {
+                    Ok(CommandResult::Count(a)) => a as u32,
+                    Ok(_) => continue,
+                    Err(st) if st.code() == tonic::Code::AlreadyExists => continue,
+                    Err(st) => return Err(st),
+                };
+                info!(
+                    node_id = nn.cfg.id,
+                    job_id = job.id,
+                    worker = node,
+                    is_map,
+                    index = i,
+                    attempt,
+                    elapsed,
+                    median,
+                    "speculative attempt"
+                );
+                out.push(assignment(nn, &job, is_map, i as u32, attempt));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn assignment(

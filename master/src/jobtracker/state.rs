@@ -76,6 +76,8 @@ pub struct JobSpec {
     pub sort_buffer_bytes: u64,
     pub max_attempts: u32,
     pub user: String,
+    #[serde(default)]
+    pub no_speculation: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

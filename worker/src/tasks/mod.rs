@@ -124,6 +124,14 @@ impl TaskRunner {
         }
     }
 
+    /// Stops every running attempt (worker shutdown): their commands die with
+    /// them, and the master re-runs the work elsewhere.
+    pub fn kill_all(&self) {
+        for (_, h) in self.map().drain() {
+            h.abort();
+        }
+    }
+
     pub fn start(&self, a: pb::TaskAssignment) {
         let Some(r) = a.attempt else { return };
         let k = key(&r);

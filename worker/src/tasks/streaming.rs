@@ -29,6 +29,8 @@ pub fn spawn(cmd: &str, cwd: &Path) -> Result<Running, String> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
+        // Its own process group, so that a killed attempt takes its children along.
+        .process_group(0)
         .spawn()
         .map_err(|e| format!("cannot start {cmd:?}: {e}"))?;
     let stdin = child.stdin.take();
@@ -57,6 +59,19 @@ pub fn spawn(cmd: &str, cwd: &Path) -> Result<Running, String> {
         stderr,
         cmd: cmd.to_string(),
     })
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // A command still running here was abandoned (attempt killed or failed):
+        // stop the whole group, not only `sh`.
+        if let (Some(pid), Ok(None)) = (self.child.id(), self.child.try_wait()) {
+            let group = format!("-{pid}");
+            let _ = std::process::Command::new("kill")
+                .args(["-s", "KILL", "--", &group])
+                .status();
+        }
+    }
 }
 
 impl Running {

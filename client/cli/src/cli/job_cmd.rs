@@ -69,6 +69,9 @@ pub struct SubmitArgs {
     pub max_attempts: u32,
     #[arg(long, default_value = "")]
     pub name: String,
+    /// No speculative attempts for straggling tasks.
+    #[arg(long)]
+    pub no_speculation: bool,
     /// Wait for the job, showing progress; exit non-zero if it fails.
     #[arg(long)]
     pub wait: bool,
@@ -379,6 +382,7 @@ pub async fn run(g: &Global, cmd: JobCmd) -> anyhow::Result<()> {
                 sort_buffer_bytes: a.sort_buffer,
                 max_attempts: a.max_attempts,
                 user: g.user(),
+                no_speculation: a.no_speculation,
             };
             let req = pb::SubmitJobRequest { spec: Some(spec) };
             let id = g
