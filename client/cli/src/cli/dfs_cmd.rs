@@ -581,7 +581,7 @@ async fn remove(dfs: &DfsClient, loc: &Location, recursive: bool) -> Result<(), 
     }
 }
 
-async fn copy(
+pub(crate) async fn copy(
     dfs: &DfsClient,
     src: &Location,
     dst: &Location,

@@ -32,7 +32,8 @@ pub enum JobCmd {
     Counters { id: u64 },
 }
 
-#[derive(clap::Args)]
+#[derive(clap::Args, serde::Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
 pub struct SubmitArgs {
     /// Input files, directories or globs (comma-separated): basin://, s3://, file://.
     #[arg(long, required = true, value_delimiter = ',')]
@@ -54,6 +55,7 @@ pub struct SubmitArgs {
     pub reducer: Option<String>,
     /// Number of reduce tasks (0: map-only).
     #[arg(long, default_value_t = 1)]
+    #[serde(default = "one")]
     pub reducers: u32,
     /// Bytes per map task (default: the file's block size).
     #[arg(long)]
@@ -63,9 +65,11 @@ pub struct SubmitArgs {
     pub file: Vec<std::path::PathBuf>,
     /// Map-side sort buffer in bytes.
     #[arg(long, default_value_t = 64 * 1024 * 1024)]
+    #[serde(default = "sort_buffer")]
     pub sort_buffer: u64,
     /// Attempts per task before the job fails.
     #[arg(long, default_value_t = 4)]
+    #[serde(default = "four")]
     pub max_attempts: u32,
     #[arg(long, default_value = "")]
     pub name: String,
@@ -75,6 +79,16 @@ pub struct SubmitArgs {
     /// Wait for the job, showing progress; exit non-zero if it fails.
     #[arg(long)]
     pub wait: bool,
+}
+
+fn one() -> u32 {
+    1
+}
+fn four() -> u32 {
+    4
+}
+fn sort_buffer() -> u64 {
+    64 * 1024 * 1024
 }
 
 fn glob_match(pattern: &str, name: &str) -> bool {
@@ -230,30 +244,54 @@ async fn upload_files(
     Ok(out)
 }
 
-/// Submits a built-in wordcount and waits for it (used by `basin demo`).
-pub async fn wordcount(
-    dfs: &DfsClient,
-    input: &str,
-    output: &str,
-) -> anyhow::Result<pb::JobStatus> {
-    let spec = pb::JobSpec {
-        name: "wordcount".into(),
-        output: output.into(),
-        builtin: "wordcount".into(),
-        reducers: 2,
-        splits: splits(dfs, &[input.to_string()], None).await?,
+/// The job spec for submit arguments: inputs expanded into splits, local
+/// artefacts shipped into the cluster.
+pub async fn build_spec(dfs: &DfsClient, a: &SubmitArgs) -> anyhow::Result<pb::JobSpec> {
+    if a.input.is_empty() || a.output.is_empty() {
+        bail!("a job needs an input and an output");
+    }
+    let splits = splits(dfs, &a.input, a.split_size).await?;
+    let files = upload_files(dfs, &a.file).await?;
+    let mut args = HashMap::new();
+    if let Some(p) = &a.pattern {
+        args.insert("pattern".to_string(), p.clone());
+    }
+    Ok(pb::JobSpec {
+        name: if a.name.is_empty() {
+            a.builtin.clone().unwrap_or_else(|| "streaming".into())
+        } else {
+            a.name.clone()
+        },
+        output: a.output.clone(),
+        builtin: a.builtin.clone().unwrap_or_default(),
+        args,
+        mapper: a.mapper.clone().unwrap_or_default(),
+        combiner: a.combiner.clone().unwrap_or_default(),
+        reducer: a.reducer.clone().unwrap_or_default(),
+        reducers: a.reducers,
+        splits,
+        files,
+        sort_buffer_bytes: a.sort_buffer,
+        max_attempts: a.max_attempts,
         user: dfs.user.clone(),
-        ..Default::default()
-    };
+        no_speculation: a.no_speculation,
+    })
+}
+
+pub async fn submit(dfs: &DfsClient, spec: pb::JobSpec) -> anyhow::Result<u64> {
     let req = pb::SubmitJobRequest { spec: Some(spec) };
-    let id = dfs
+    Ok(dfs
         .masters
         .call(|mut c| {
             let r = req.clone();
             async move { c.submit_job(r).await }
         })
         .await?
-        .job_id;
+        .job_id)
+}
+
+/// Polls a job until it ends (no progress bars: steps and the demo).
+pub async fn wait_quiet(dfs: &DfsClient, id: u64) -> anyhow::Result<pb::JobStatus> {
     loop {
         let req = pb::JobRequest { job_id: id };
         let j = dfs
@@ -265,6 +303,25 @@ pub async fn wordcount(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Submits a built-in wordcount and waits for it (used by `basin demo`).
+pub async fn wordcount(
+    dfs: &DfsClient,
+    input: &str,
+    output: &str,
+) -> anyhow::Result<pb::JobStatus> {
+    let args = SubmitArgs {
+        input: vec![input.to_string()],
+        output: output.to_string(),
+        builtin: Some("wordcount".into()),
+        reducers: 2,
+        sort_buffer: sort_buffer(),
+        max_attempts: 4,
+        ..Default::default()
+    };
+    let id = submit(dfs, build_spec(dfs, &args).await?).await?;
+    wait_quiet(dfs, id).await
 }
 
 async fn get(g: &Global, id: u64) -> anyhow::Result<pb::JobStatus> {
@@ -358,41 +415,8 @@ pub async fn run(g: &Global, cmd: JobCmd) -> anyhow::Result<()> {
     match cmd {
         JobCmd::Submit(a) => {
             let dfs = g.dfs()?;
-            let splits = splits(&dfs, &a.input, a.split_size).await?;
-            let files = upload_files(&dfs, &a.file).await?;
-            let mut args = HashMap::new();
-            if let Some(p) = &a.pattern {
-                args.insert("pattern".to_string(), p.clone());
-            }
-            let spec = pb::JobSpec {
-                name: if a.name.is_empty() {
-                    a.builtin.clone().unwrap_or_else(|| "streaming".into())
-                } else {
-                    a.name.clone()
-                },
-                output: a.output.clone(),
-                builtin: a.builtin.clone().unwrap_or_default(),
-                args,
-                mapper: a.mapper.clone().unwrap_or_default(),
-                combiner: a.combiner.clone().unwrap_or_default(),
-                reducer: a.reducer.clone().unwrap_or_default(),
-                reducers: a.reducers,
-                splits,
-                files,
-                sort_buffer_bytes: a.sort_buffer,
-                max_attempts: a.max_attempts,
-                user: g.user(),
-                no_speculation: a.no_speculation,
-            };
-            let req = pb::SubmitJobRequest { spec: Some(spec) };
-            let id = g
-                .masters()?
-                .call(|mut c| {
-                    let r = req.clone();
-                    async move { c.submit_job(r).await }
-                })
-                .await?
-                .job_id;
+            let spec = build_spec(&dfs, &a).await?;
+            let id = submit(&dfs, spec).await?;
             if !a.wait {
                 if g.json {
                     print_json(&json!({"id": id}));

@@ -28,6 +28,12 @@ pub struct UpArgs {
     /// Cluster default block size in bytes.
     #[arg(long)]
     pub block_size: Option<u64>,
+    /// Run these steps (YAML) once the cluster is up, as EMR does.
+    #[arg(long)]
+    pub steps: Option<PathBuf>,
+    /// Shut down after the steps and exit with their status (a transient cluster).
+    #[arg(long, requires = "steps")]
+    pub terminate: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -62,6 +68,11 @@ fn options(a: &UpArgs) -> anyhow::Result<LocalOptions> {
 
 pub async fn run_up(a: UpArgs) -> anyhow::Result<()> {
     let opts = options(&a)?;
+    // Check the steps file before starting anything.
+    let steps = match &a.steps {
+        Some(p) => Some(super::steps::load(p)?),
+        None => None,
+    };
     let cluster = LocalCluster::start(&opts).await?;
     println!(
         "Basin local cluster is up ({} master(s), {} core worker(s), {} task worker(s))",
@@ -74,6 +85,18 @@ pub async fn run_up(a: UpArgs) -> anyhow::Result<()> {
         cluster.env_file.display(),
         cluster.env_file.display()
     );
+    if let Some(steps) = steps {
+        let dfs = DfsClient::new(cluster.master_client(), "basin".into());
+        let outcome = super::steps::run(&dfs, &steps).await;
+        if a.terminate || outcome.terminate {
+            println!("stopping…");
+            cluster.shutdown().await;
+            if outcome.failed > 0 {
+                bail!("{} of {} step(s) failed", outcome.failed, steps.steps.len());
+            }
+            return Ok(());
+        }
+    }
     println!("Press Ctrl-C to stop.");
     stop_signal().await;
     println!("stopping…");

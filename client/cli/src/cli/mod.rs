@@ -8,6 +8,7 @@ pub mod job_cmd;
 pub mod local_cmd;
 pub mod output;
 pub mod roles;
+pub mod steps;
 
 use std::path::PathBuf;
 
