@@ -217,6 +217,50 @@ fn compose_cluster_survives_faults() -> anyhow::Result<()> {
     c.ok(&["dfs", "get", "-f", "/compose.bin", out.to_str().unwrap()]);
     assert!(std::fs::read(&out)? == data, "bytes differ through compose");
 
+    // A wordcount job on the containers' workers (tasks read and shuffle over the container network).
+    let text: String = (0..3000)
+        .map(|i| format!("alpha beta{}\n", i % 4))
+        .collect();
+    std::fs::write(tmp.path().join("words.txt"), &text)?;
+    c.ok(&[
+        "dfs",
+        "put",
+        "--block-size",
+        "16384",
+        tmp.path().join("words.txt").to_str().unwrap(),
+        "/words.txt",
+    ]);
+    let job = c.ok(&[
+        "job",
+        "submit",
+        "--input",
+        "/words.txt",
+        "--output",
+        "/wc",
+        "--builtin",
+        "wordcount",
+        "--reducers",
+        "2",
+        "--wait",
+    ]);
+    assert!(job.contains("SUCCEEDED"), "{job}");
+    let mut counts: Vec<String> = c
+        .ok(&["dfs", "cat", "/wc/part-00000", "/wc/part-00001"])
+        .lines()
+        .map(str::to_string)
+        .collect();
+    counts.sort();
+    assert_eq!(
+        counts,
+        [
+            "alpha\t3000",
+            "beta0\t750",
+            "beta1\t750",
+            "beta2\t750",
+            "beta3\t750"
+        ]
+    );
+
     // docker kill one core worker: fsck comes back to full replication.
     let victim_id = c
         .json(&["cluster", "status"])

@@ -8,10 +8,13 @@ use basin_tests::{Cluster, Spec, random_bytes, wait_for};
 
 #[test]
 fn leader_master_killed_and_restarted() -> anyhow::Result<()> {
+    // Small snapshots: the log is compacted often, so the restarted master
+    // catches up from a snapshot sent over the network, not only from the log.
     let mut c = Cluster::start(Spec {
         masters: 3,
         core: 3,
         task: 0,
+        extra_master_args: vec!["--snapshot-logs".into(), "10".into()],
         ..Spec::default()
     })?;
     let small = c.dir.path().join("small.bin");
