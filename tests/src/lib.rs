@@ -215,7 +215,10 @@ impl Cluster {
         for i in 0..spec.task {
             c.add_worker("task", &format!("task-{}", i + 1), &c.token.clone())?;
         }
-        c.wait_healthy(spec.core + spec.task)?;
+        if let Err(e) = c.wait_healthy(spec.core + spec.task) {
+            c.dump_logs();
+            return Err(e);
+        }
         Ok(c)
     }
 

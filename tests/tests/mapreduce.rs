@@ -448,3 +448,83 @@ fn stragglers_get_speculative_attempts() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn teragen_terasort_teravalidate() -> anyhow::Result<()> {
+    let c = Cluster::start(Spec {
+        core: 3,
+        task: 1,
+        ..Spec::default()
+    })?;
+    let records = 20_000u64;
+    let generated = c.json(&[
+        "job",
+        "submit",
+        "--builtin",
+        "teragen",
+        "--records",
+        &records.to_string(),
+        "--maps",
+        "3",
+        "--output",
+        "/tera/in",
+        "--wait",
+    ])?;
+    assert_eq!(generated["state"], "SUCCEEDED", "{generated}");
+    let du = c.json(&["dfs", "du", "-s", "/tera/in"])?;
+    assert_eq!(du[0]["length"].as_u64(), Some(records * 100));
+
+    // Small splits cut records: every record must still be read exactly once.
+    let sort = c.json(&[
+        "job",
+        "submit",
+        "--builtin",
+        "terasort",
+        "--input",
+        "/tera/in",
+        "--output",
+        "/tera/out",
+        "--reducers",
+        "3",
+        "--split-size",
+        "250050",
+        "--wait",
+    ])?;
+    assert_eq!(sort["state"], "SUCCEEDED", "{sort}");
+    assert_eq!(
+        sort["counters"]["map_input_records"].as_u64(),
+        Some(records)
+    );
+    assert_eq!(
+        sort["counters"]["reduce_output_records"].as_u64(),
+        Some(records)
+    );
+
+    let validate = |input: &str, output: &str| -> anyhow::Result<BTreeMap<String, String>> {
+        c.json(&[
+            "job",
+            "submit",
+            "--builtin",
+            "teravalidate",
+            "--input",
+            input,
+            "--output",
+            output,
+            "--wait",
+        ])?;
+        Ok(read_output(&c, output))
+    };
+    let sorted = validate("/tera/out", "/tera/check-sorted")?;
+    let unsorted = validate("/tera/in", "/tera/check-input")?;
+    assert_eq!(sorted["records"], records.to_string());
+    assert_eq!(
+        sorted["unsorted"], "0",
+        "terasort output is in total order: {sorted:?}"
+    );
+    assert_eq!(
+        sorted["checksum"], unsorted["checksum"],
+        "same records, same checksum"
+    );
+    assert_ne!(unsorted["unsorted"], "0", "teragen output is not sorted");
+    Ok(())
+}

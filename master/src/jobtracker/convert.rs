@@ -13,7 +13,14 @@ pub fn spec_from_wire(s: pb::JobSpec) -> Result<(JobSpec, Vec<Split>), Status> {
             "--output cannot be the root directory",
         ));
     }
-    let builtins = ["wordcount", "grep", "sort"];
+    let builtins = [
+        "wordcount",
+        "grep",
+        "sort",
+        "teragen",
+        "terasort",
+        "teravalidate",
+    ];
     if !s.builtin.is_empty() && !builtins.contains(&s.builtin.as_str()) {
         return Err(Status::invalid_argument(format!(
             "unknown built-in {:?} (have: {})",

@@ -10,6 +10,8 @@ pub enum Builtin {
     WordCount,
     Grep(Regex),
     Sort,
+    /// Identity on binary records, total-order partitioned (see `tera`).
+    TeraSort,
 }
 
 impl Builtin {
@@ -20,6 +22,7 @@ impl Builtin {
         match name {
             "wordcount" => Ok(Builtin::WordCount),
             "sort" => Ok(Builtin::Sort),
+            "terasort" => Ok(Builtin::TeraSort),
             "grep" => {
                 let p = args.get("pattern").ok_or("grep needs a pattern")?;
                 Regex::new(p)
@@ -50,6 +53,10 @@ impl Builtin {
                 let (k, v) = parse(line);
                 emit(k, v);
             }
+            Builtin::TeraSort => {
+                let k = super::tera::KEY.min(line.len());
+                emit(line[..k].to_vec(), line[k..].to_vec());
+            }
         }
     }
 
@@ -78,7 +85,7 @@ impl Builtin {
                     .sum();
                 emit(key.to_vec(), sum.to_string().into_bytes());
             }
-            Builtin::Sort => {
+            Builtin::Sort | Builtin::TeraSort => {
                 for v in values {
                     emit(key.to_vec(), v);
                 }

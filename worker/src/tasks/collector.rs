@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::builtin::{Builtin, reduce_sorted};
-use super::records::{Merger, Record, parse, partition, write_record};
+use super::records::{Merger, Record, parse, partition, text_line, write_framed};
 use super::streaming;
 
 pub type Counters = BTreeMap<String, i64>;
@@ -33,6 +33,8 @@ pub struct Collector {
     bytes: usize,
     spills: Vec<PathBuf>,
     combine: Combine,
+    /// Sorted key boundaries of a total-order partitioner (TeraSort); hash otherwise.
+    boundaries: Option<Vec<Vec<u8>>>,
     pub counters: Counters,
 }
 
@@ -50,13 +52,23 @@ impl Collector {
             bytes: 0,
             spills: Vec::new(),
             combine,
+            boundaries: None,
             counters: Counters::new(),
         }
     }
 
+    /// Partitions by range instead of by hash.
+    pub fn with_boundaries(mut self, b: Vec<Vec<u8>>) -> Self {
+        self.boundaries = Some(b);
+        self
+    }
+
     pub async fn add(&mut self, key: Vec<u8>, value: Vec<u8>) -> Result<(), String> {
         self.bytes += key.len() + value.len() + 32;
-        let p = partition(&key, self.partitions) as usize;
+        let p = match &self.boundaries {
+            Some(b) => (super::tera::partition(&key, b) as usize).min(self.partitions as usize - 1),
+            None => partition(&key, self.partitions) as usize,
+        };
         self.buf[p].push((key, value));
         if self.bytes >= self.limit {
             self.spill().await?;
@@ -77,7 +89,7 @@ impl Collector {
                 let mut w =
                     std::io::BufWriter::with_capacity(256 * 1024, std::fs::File::create(&path)?);
                 for (k, v) in &recs {
-                    write_record(&mut w, k, v)?;
+                    write_framed(&mut w, k, v)?;
                 }
                 w.flush()
             })
@@ -108,9 +120,7 @@ impl Collector {
                 let feeder = child.stdin.take().map(|s| streaming::feed(s, rx));
                 tokio::spawn(async move {
                     for (k, v) in recs {
-                        let mut line = Vec::with_capacity(k.len() + v.len() + 1);
-                        let _ = write_record(&mut line, &k, &v);
-                        line.pop();
+                        let line = text_line(&k, &v);
                         if tx.send(line).await.is_err() {
                             return;
                         }
@@ -160,7 +170,7 @@ impl Collector {
                 let mut w =
                     std::io::BufWriter::with_capacity(256 * 1024, std::fs::File::create(&dest)?);
                 while let Some((k, v)) = m.next_record()? {
-                    write_record(&mut w, &k, &v)?;
+                    write_framed(&mut w, &k, &v)?;
                 }
                 w.flush()
             })

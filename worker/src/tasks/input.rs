@@ -88,3 +88,53 @@ impl LineReader {
         }
     }
 }
+
+/// Reads a split of fixed-size binary records (TeraSort's format): a record
+/// belongs to the split in which it starts.
+pub struct FixedReader {
+    stream: BoxStream<'static, basin_client::Result<Bytes>>,
+    buf: BytesMut,
+    pos: u64,
+    end: u64,
+    size: usize,
+}
+
+pub async fn open_fixed(
+    dfs: &DfsClient,
+    split: &pb::InputSplit,
+    size: usize,
+) -> Result<FixedReader, String> {
+    let p = match Location::parse(&split.path).map_err(|e| e.to_string())? {
+        Location::Basin(p) => p,
+        _ => return Err("fixed-size record input must be on basin://".into()),
+    };
+    let size64 = size as u64;
+    let start = split.offset.div_ceil(size64) * size64;
+    let end = split.offset + split.length;
+    let (_, stream) = dfs.open_from(&p, start).await.map_err(|e| e.to_string())?;
+    Ok(FixedReader {
+        stream,
+        buf: BytesMut::new(),
+        pos: start,
+        end,
+        size,
+    })
+}
+
+impl FixedReader {
+    pub async fn next_record(&mut self) -> Result<Option<Bytes>, String> {
+        if self.pos >= self.end {
+            return Ok(None);
+        }
+        while self.buf.len() < self.size {
+            match self.stream.next().await {
+                Some(Ok(chunk)) => self.buf.extend_from_slice(&chunk),
+                Some(Err(e)) => return Err(format!("reading input: {e}")),
+                None if self.buf.is_empty() => return Ok(None),
+                None => return Err(format!("input ends inside a {}-byte record", self.size)),
+            }
+        }
+        self.pos += self.size as u64;
+        Ok(Some(self.buf.split_to(self.size).freeze()))
+    }
+}

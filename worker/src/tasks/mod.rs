@@ -19,6 +19,7 @@ pub mod output;
 pub mod records;
 pub mod reduce;
 pub mod streaming;
+pub mod tera;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

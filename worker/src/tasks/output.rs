@@ -4,7 +4,7 @@ use basin_client::dfs::DfsWriter;
 use basin_client::{CreateOptions, DfsClient};
 use bytes::Bytes;
 
-use super::records::write_record;
+use super::records::write_text;
 
 pub struct OutputWriter {
     w: DfsWriter,
@@ -39,7 +39,17 @@ impl OutputWriter {
     }
 
     pub async fn write(&mut self, key: &[u8], value: &[u8]) -> Result<(), String> {
-        let _ = write_record(&mut self.buf, key, value);
+        let _ = write_text(&mut self.buf, key, value);
+        self.records += 1;
+        if self.buf.len() >= FLUSH_AT {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Writes bytes as they are (fixed-size binary records).
+    pub async fn write_raw(&mut self, data: &[u8]) -> Result<(), String> {
+        self.buf.extend_from_slice(data);
         self.records += 1;
         if self.buf.len() >= FLUSH_AT {
             self.flush().await?;

@@ -1,6 +1,8 @@
-//! Records as Hadoop Streaming sees them: one line, key up to the first TAB,
-//! value after it. Sorted runs on disk are plain `key<TAB>value` lines, and
-//! [`Merger`] merges several sorted runs into one sorted sequence.
+//! Records. At the edges they are what Hadoop Streaming sees: one line, key
+//! up to the first TAB, value after it. Inside the shuffle (spills, merged
+//! map output, fetched reduce input) they are length-framed, so keys and
+//! values may hold any bytes (TeraSort's binary keys); [`Merger`] merges
+//! several sorted runs into one sorted sequence.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -17,8 +19,44 @@ pub fn parse(line: &[u8]) -> Record {
     }
 }
 
+/// Appends `key<TAB>value` without a newline (a line for a user command).
+pub fn text_line(key: &[u8], value: &[u8]) -> Vec<u8> {
+    let mut line = Vec::with_capacity(key.len() + value.len() + 1);
+    line.extend_from_slice(key);
+    if !value.is_empty() {
+        line.push(b'\t');
+        line.extend_from_slice(value);
+    }
+    line
+}
+
+/// Appends one framed record: key length, value length (u32 LE), key, value.
+pub fn write_framed(out: &mut impl Write, key: &[u8], value: &[u8]) -> std::io::Result<()> {
+    out.write_all(&(key.len() as u32).to_le_bytes())?;
+    out.write_all(&(value.len() as u32).to_le_bytes())?;
+    out.write_all(key)?;
+    out.write_all(value)
+}
+
+fn read_framed(r: &mut impl BufRead) -> std::io::Result<Option<Record>> {
+    let mut len = [0u8; 8];
+    match r.read_exact(&mut len[..1]) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    r.read_exact(&mut len[1..])?;
+    let k = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
+    let v = u32::from_le_bytes([len[4], len[5], len[6], len[7]]) as usize;
+    let mut key = vec![0u8; k];
+    r.read_exact(&mut key)?;
+    let mut value = vec![0u8; v];
+    r.read_exact(&mut value)?;
+    Ok(Some((key, value)))
+}
+
 /// Appends `key<TAB>value\n` (or `key\n` when the value is empty).
-pub fn write_record(out: &mut impl Write, key: &[u8], value: &[u8]) -> std::io::Result<()> {
+pub fn write_text(out: &mut impl Write, key: &[u8], value: &[u8]) -> std::io::Result<()> {
     out.write_all(key)?;
     if !value.is_empty() {
         out.write_all(b"\t")?;
@@ -63,7 +101,6 @@ impl Ord for Head {
 pub struct Merger {
     readers: Vec<BufReader<std::fs::File>>,
     heap: BinaryHeap<Head>,
-    line: Vec<u8>,
 }
 
 impl Merger {
@@ -71,7 +108,6 @@ impl Merger {
         let mut m = Merger {
             readers: Vec::new(),
             heap: BinaryHeap::new(),
-            line: Vec::new(),
         };
         for p in paths {
             m.readers.push(BufReader::with_capacity(
@@ -86,13 +122,7 @@ impl Merger {
     }
 
     fn refill(&mut self, src: usize) -> std::io::Result<()> {
-        self.line.clear();
-        let n = self.readers[src].read_until(b'\n', &mut self.line)?;
-        if n > 0 {
-            if self.line.last() == Some(&b'\n') {
-                self.line.pop();
-            }
-            let (key, value) = parse(&self.line);
+        if let Some((key, value)) = read_framed(&mut self.readers[src])? {
             self.heap.push(Head { key, value, src });
         }
         Ok(())
@@ -116,8 +146,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let a = dir.path().join("a");
         let b = dir.path().join("b");
-        std::fs::write(&a, b"apple\t1\ncherry\t1\n").unwrap();
-        std::fs::write(&b, b"banana\t2\ncherry\t2\nzebra\n").unwrap();
+        let framed = |recs: &[(&str, &str)]| {
+            let mut out = Vec::new();
+            for (k, v) in recs {
+                write_framed(&mut out, k.as_bytes(), v.as_bytes()).unwrap();
+            }
+            out
+        };
+        std::fs::write(&a, framed(&[("apple", "1"), ("cherry", "1")])).unwrap();
+        std::fs::write(
+            &b,
+            framed(&[("banana", "2"), ("cherry", "2"), ("zebra", "")]),
+        )
+        .unwrap();
         let mut m = Merger::open(&[a, b]).unwrap();
         let mut keys = Vec::new();
         while let Some((k, v)) = m.next_record().unwrap() {

@@ -10,7 +10,7 @@ use futures::StreamExt;
 use super::builtin::{Builtin, Grouper};
 use super::collector::{Counters, add};
 use super::output::OutputWriter;
-use super::records::{Merger, Record, write_record};
+use super::records::{Merger, Record, text_line};
 use super::{TaskEnv, TaskResult, streaming};
 
 /// Fetches every map's output for `partition` into local files.
@@ -99,6 +99,57 @@ fn merged(
     rx
 }
 
+/// A reduce output record: `key<TAB>value` lines, or the record's bytes as
+/// they are (TeraSort's binary records).
+async fn write(
+    out: &mut OutputWriter,
+    raw: bool,
+    k: &[u8],
+    v: &[u8],
+) -> Result<(), (String, String)> {
+    let r = if raw {
+        let mut rec = Vec::with_capacity(k.len() + v.len());
+        rec.extend_from_slice(k);
+        rec.extend_from_slice(v);
+        out.write_raw(&rec).await
+    } else {
+        out.write(k, v).await
+    };
+    r.map_err(|e| (e, String::new()))
+}
+
+/// TeraValidate's reduce: the split summaries arrive in split order.
+async fn teravalidate(
+    mut records: tokio::sync::mpsc::Receiver<Result<Vec<Record>, String>>,
+    mut out: OutputWriter,
+    mut counters: Counters,
+) -> TaskResult {
+    let mut summaries = Vec::new();
+    while let Some(batch) = records.recv().await {
+        for (_, v) in batch.map_err(|e| (e, String::new()))? {
+            summaries.push(
+                super::tera::Summary::decode(&v)
+                    .ok_or(("bad split summary".to_string(), String::new()))?,
+            );
+        }
+    }
+    let n = summaries.len() as u64;
+    let total = super::tera::validate(summaries);
+    for (k, v) in [
+        ("records", total.count.to_string()),
+        ("checksum", format!("{:x}", total.checksum)),
+        ("unsorted", total.unsorted.to_string()),
+    ] {
+        out.write(k.as_bytes(), v.as_bytes())
+            .await
+            .map_err(|e| (e, String::new()))?;
+    }
+    let written = out.close().await.map_err(|e| (e, String::new()))?;
+    add(&mut counters, "reduce_input_records", n);
+    add(&mut counters, "reduce_output_records", written);
+    Ok((counters, String::new()))
+}
+
 pub async fn run(env: &TaskEnv, a: &pb::TaskAssignment) -> TaskResult {
     let spec = a.spec.clone().unwrap_or_default();
     let partition = a.attempt.as_ref().map(|r| r.index).unwrap_or(0);
@@ -110,6 +161,10 @@ pub async fn run(env: &TaskEnv, a: &pb::TaskAssignment) -> TaskResult {
         .await
         .map_err(|e| (e, String::new()))?;
     let mut records = merged(files);
+    if spec.builtin == "teravalidate" {
+        return teravalidate(records, out, counters).await;
+    }
+    let raw = spec.builtin == "terasort";
     let (log, inputs, groups) = if !spec.builtin.is_empty() {
         let mut inputs = 0u64;
         let b = Builtin::new(&spec.builtin, &spec.args).map_err(|e| (e, String::new()))?;
@@ -121,12 +176,12 @@ pub async fn run(env: &TaskEnv, a: &pb::TaskAssignment) -> TaskResult {
                 grouper.push(&b, k, v, &mut |k, v| emitted.push((k, v)));
             }
             for (k, v) in emitted.drain(..) {
-                out.write(&k, &v).await.map_err(|e| (e, String::new()))?;
+                write(&mut out, raw, &k, &v).await?;
             }
         }
         grouper.flush(&b, &mut |k, v| emitted.push((k, v)));
         for (k, v) in emitted.drain(..) {
-            out.write(&k, &v).await.map_err(|e| (e, String::new()))?;
+            write(&mut out, raw, &k, &v).await?;
         }
         (String::new(), inputs, grouper.groups)
     } else {
@@ -143,9 +198,7 @@ pub async fn run(env: &TaskEnv, a: &pb::TaskAssignment) -> TaskResult {
                     if last.as_ref() != Some(&k) {
                         g += 1;
                     }
-                    let mut line = Vec::with_capacity(k.len() + v.len() + 2);
-                    let _ = write_record(&mut line, &k, &v);
-                    line.pop();
+                    let line = text_line(&k, &v);
                     last = Some(k);
                     if tx.send(line).await.is_err() {
                         return Ok((n, g));

@@ -36,7 +36,7 @@ pub enum JobCmd {
 #[serde(default, deny_unknown_fields)]
 pub struct SubmitArgs {
     /// Input files, directories or globs (comma-separated): basin://, s3://, file://.
-    #[arg(long, required = true, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',')]
     pub input: Vec<String>,
     /// Output directory (must not exist).
     #[arg(long)]
@@ -47,6 +47,12 @@ pub struct SubmitArgs {
     /// Regular expression for the grep built-in.
     #[arg(long)]
     pub pattern: Option<String>,
+    /// teragen: how many 100-byte records to write.
+    #[arg(long)]
+    pub records: Option<u64>,
+    /// teragen: how many map tasks write them.
+    #[arg(long)]
+    pub maps: Option<u32>,
     #[arg(long)]
     pub mapper: Option<String>,
     #[arg(long)]
@@ -244,17 +250,85 @@ async fn upload_files(
     Ok(out)
 }
 
+/// TeraGen's splits: row ranges, no input files.
+fn teragen_splits(records: u64, maps: u32) -> Vec<pb::InputSplit> {
+    let maps = u64::from(maps.max(1)).min(records.max(1));
+    let per = records.div_ceil(maps);
+    (0..maps)
+        .map(|m| m * per)
+        .take_while(|start| *start < records)
+        .map(|start| pb::InputSplit {
+            path: String::new(),
+            offset: start,
+            length: per.min(records - start),
+            ..Default::default()
+        })
+        .collect()
+}
+
+/// TeraSort's total-order boundaries: keys sampled from the input, sorted,
+/// cut into `reducers` ranges of about equal size.
+async fn sample_boundaries(
+    dfs: &DfsClient,
+    splits: &[pb::InputSplit],
+    reducers: u32,
+) -> anyhow::Result<String> {
+    const SAMPLE_BYTES: u64 = 100 * 1000;
+    let mut keys: Vec<Vec<u8>> = Vec::new();
+    for s in splits.iter().take(20) {
+        let start = s.offset.div_ceil(100) * 100;
+        let (_, mut stream) = dfs.open_from(&s.path, start).await?;
+        let mut buf = Vec::new();
+        while (buf.len() as u64) < SAMPLE_BYTES.min(s.length) {
+            match stream.next().await {
+                Some(chunk) => buf.extend_from_slice(&chunk?),
+                None => break,
+            }
+        }
+        keys.extend(buf.chunks_exact(100).map(|r| r[..10].to_vec()));
+    }
+    keys.sort();
+    let r = reducers.max(1) as usize;
+    let hex = |k: &Vec<u8>| k.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    Ok((1..r)
+        .filter_map(|i| keys.get(i * keys.len() / r))
+        .map(hex)
+        .collect::<Vec<_>>()
+        .join(","))
+}
+
 /// The job spec for submit arguments: inputs expanded into splits, local
 /// artefacts shipped into the cluster.
 pub async fn build_spec(dfs: &DfsClient, a: &SubmitArgs) -> anyhow::Result<pb::JobSpec> {
-    if a.input.is_empty() || a.output.is_empty() {
+    let builtin = a.builtin.clone().unwrap_or_default();
+    let teragen = builtin == "teragen";
+    if (a.input.is_empty() && !teragen) || a.output.is_empty() {
         bail!("a job needs an input and an output");
     }
-    let splits = splits(dfs, &a.input, a.split_size).await?;
+    let mut reducers = a.reducers;
+    let splits = if teragen {
+        let Some(n) = a.records.filter(|n| *n > 0) else {
+            bail!("teragen needs --records N")
+        };
+        reducers = 0;
+        teragen_splits(n, a.maps.unwrap_or(2))
+    } else {
+        splits(dfs, &a.input, a.split_size).await?
+    };
     let files = upload_files(dfs, &a.file).await?;
     let mut args = HashMap::new();
     if let Some(p) = &a.pattern {
         args.insert("pattern".to_string(), p.clone());
+    }
+    match builtin.as_str() {
+        "terasort" => {
+            args.insert(
+                "boundaries".to_string(),
+                sample_boundaries(dfs, &splits, reducers).await?,
+            );
+        }
+        "teravalidate" => reducers = 1,
+        _ => {}
     }
     Ok(pb::JobSpec {
         name: if a.name.is_empty() {
@@ -268,7 +342,7 @@ pub async fn build_spec(dfs: &DfsClient, a: &SubmitArgs) -> anyhow::Result<pb::J
         mapper: a.mapper.clone().unwrap_or_default(),
         combiner: a.combiner.clone().unwrap_or_default(),
         reducer: a.reducer.clone().unwrap_or_default(),
-        reducers: a.reducers,
+        reducers,
         splits,
         files,
         sort_buffer_bytes: a.sort_buffer,
