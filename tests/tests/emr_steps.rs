@@ -33,7 +33,7 @@ fn transient_cluster_runs_steps_and_exits() -> anyhow::Result<()> {
         .collect();
     std::fs::write(d.join("in/words.txt"), &text)?;
     let steps = format!(
-        "steps:\n  - name: load\n    cp: {{src: \"file://{0}/in\", dst: /in, recursive: true}}\n  - name: count\n    job: {{input: [/in], output: /out, builtin: wordcount, reducers: 2}}\n  - name: export\n    cp: {{src: /out, dst: \"file://{0}/out\", recursive: true}}\n",
+        "steps:\n  - name: load\n    cp: {{src: \"file://{0}/in\", dst: /in, recursive: true}}\n  - name: count\n    job: {{input: [/in], output: /out, builtin: wordcount, reducers: 2}}\n  - name: sort the counts\n    job: {{input: [/out], output: /sorted, builtin: sort}}\n  - name: export\n    cp: {{src: /out, dst: \"file://{0}/out\", recursive: true}}\n",
         d.display()
     );
     let o = run(d, &steps);
@@ -43,7 +43,12 @@ fn transient_cluster_runs_steps_and_exits() -> anyhow::Result<()> {
         "{stdout}\n{}",
         String::from_utf8_lossy(&o.stderr)
     );
-    assert_eq!(stdout.matches("COMPLETED").count(), 3, "{stdout}");
+    assert_eq!(stdout.matches("COMPLETED").count(), 4, "{stdout}");
+    assert_eq!(
+        stdout.matches("SUCCEEDED").count(),
+        2,
+        "two jobs ran: {stdout}"
+    );
     let mut counts = String::new();
     for p in ["part-00000", "part-00001"] {
         counts.push_str(&std::fs::read_to_string(d.join("out").join(p))?);

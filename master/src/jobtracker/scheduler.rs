@@ -12,7 +12,7 @@ use tonic::Status;
 use tracing::{info, warn};
 
 use super::convert::{spec_to_wire, split_to_wire};
-use super::state::{AttemptState, Job, JobCommand, JobState, TaskState};
+use super::state::{AttemptState, Job, JobCommand, TaskState};
 use crate::namenode::Namenode;
 use crate::namenode::state::{Command, CommandResult};
 
@@ -41,10 +41,21 @@ pub async fn assign(
         s.jobs
             .jobs
             .values()
-            .filter(|j| j.state == JobState::Running)
+            .filter(|j| j.state.active())
             .cloned()
             .collect()
     });
+    let live_workers = {
+        let nodes = nn.read(|s| s.nodes.clone());
+        let bm = nn.block_map();
+        nodes
+            .values()
+            .filter(|n| {
+                n.admin == crate::namenode::state::AdminState::Normal
+                    && bm.is_live(n.id, nn.cfg.dead_after)
+            })
+            .count()
+    };
     let mut out = Vec::new();
     for job in jobs {
         let mut picks: Vec<(bool, u32, bool)> = Vec::new(); // (is_map, index, data_local)
@@ -53,11 +64,22 @@ pub async fn assign(
                 .iter()
                 .any(|a| a.worker == node && a.state == AttemptState::Failed)
         };
+        // A task that failed on this worker goes elsewhere while some live
+        // worker has not failed it yet (Hadoop's per-task blacklist).
+        let avoid = |t: &super::state::Task| {
+            let failed_on: std::collections::HashSet<u64> = t
+                .attempts
+                .iter()
+                .filter(|a| a.state == AttemptState::Failed)
+                .map(|a| a.worker)
+                .collect();
+            failed_on.contains(&node) && failed_on.len() < live_workers
+        };
         let mut maps: Vec<(u32, bool, bool)> = job
             .maps
             .iter()
             .enumerate()
-            .filter(|(_, t)| t.state == TaskState::Pending)
+            .filter(|(_, t)| t.state == TaskState::Pending && !avoid(t))
             .map(|(i, t)| {
                 let local = job.splits.get(i).is_some_and(|s| s.hosts.contains(&node));
                 (i as u32, local, failed_here(t))
@@ -73,7 +95,7 @@ pub async fn assign(
                 .reduces
                 .iter()
                 .enumerate()
-                .filter(|(_, t)| t.state == TaskState::Pending)
+                .filter(|(_, t)| t.state == TaskState::Pending && !avoid(t))
                 .map(|(i, t)| (i as u32, failed_here(t)))
                 .collect();
             reduces.sort_by_key(|(i, failed)| (*failed, *i));
@@ -146,7 +168,7 @@ async fn speculate(
         s.jobs
             .jobs
             .values()
-            .filter(|j| j.state == JobState::Running && !j.spec.no_speculation)
+            .filter(|j| j.state.active() && !j.spec.no_speculation)
             .cloned()
             .collect()
     });
@@ -217,20 +239,27 @@ fn assignment(
     let map_outputs = if is_map {
         Vec::new()
     } else {
+        // Every map is listed: one without a committed output gets no address,
+        // so the reducer's fetch fails and reports it lost instead of reducing
+        // a partial input.
         nn.read(|s| {
             job.maps
                 .iter()
                 .enumerate()
-                .filter_map(|(i, t)| {
-                    let a = t.committed?;
-                    let worker = t.attempts.get(a as usize)?.worker;
-                    let addr = s.nodes.get(&worker)?.addr.clone();
-                    Some(pb::MapOutputLocation {
+                .map(|(i, t)| {
+                    let committed = t.committed.and_then(|a| t.attempts.get(a as usize));
+                    let (attempt, worker) = committed.map(|a| (a.id, a.worker)).unwrap_or((0, 0));
+                    let addr = s
+                        .nodes
+                        .get(&worker)
+                        .map(|n| n.addr.clone())
+                        .unwrap_or_default();
+                    pb::MapOutputLocation {
                         map_index: i as u32,
-                        attempt: a,
+                        attempt,
                         addr,
                         node_id: worker,
-                    })
+                    }
                 })
                 .collect()
         })
@@ -270,7 +299,7 @@ pub async fn reconcile(
         let mut kill = Vec::new();
         for r in running {
             let wanted = s.jobs.jobs.get(&r.job_id).is_some_and(|j| {
-                j.state == JobState::Running
+                j.state.active()
                     && j.tasks(r.is_map)
                         .get(r.index as usize)
                         .and_then(|t| t.attempts.get(r.attempt as usize))
@@ -280,12 +309,7 @@ pub async fn reconcile(
                 kill.push(*r);
             }
         }
-        for j in s
-            .jobs
-            .jobs
-            .values()
-            .filter(|j| j.state == JobState::Running)
-        {
+        for j in s.jobs.jobs.values().filter(|j| j.state.active()) {
             for (is_map, tasks) in [(true, &j.maps), (false, &j.reduces)] {
                 for (i, t) in tasks.iter().enumerate() {
                     for a in t
@@ -375,7 +399,7 @@ pub async fn check_lost_work(nn: &Namenode, dead_after: Duration) -> Result<(), 
         s.jobs
             .jobs
             .values()
-            .filter(|j| j.state == JobState::Running)
+            .filter(|j| j.state.active())
             .cloned()
             .collect()
     });

@@ -14,6 +14,8 @@ use crate::namenode::state::{
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub enum JobState {
+    /// Submitted; no attempt has started yet.
+    Prep,
     Running,
     Succeeded,
     Failed,
@@ -23,6 +25,7 @@ pub enum JobState {
 impl JobState {
     pub fn name(self) -> &'static str {
         match self {
+            JobState::Prep => "PREP",
             JobState::Running => "RUNNING",
             JobState::Succeeded => "SUCCEEDED",
             JobState::Failed => "FAILED",
@@ -30,7 +33,11 @@ impl JobState {
         }
     }
     pub fn finished(self) -> bool {
-        self != JobState::Running
+        !self.active()
+    }
+    /// Submitted or running: tasks may still be scheduled.
+    pub fn active(self) -> bool {
+        matches!(self, JobState::Prep | JobState::Running)
     }
 }
 
@@ -250,6 +257,9 @@ impl FsState {
                         format!("job {job} is finished"),
                     );
                 }
+                // A reduce may only start once every map's output exists.
+                let inputs_ready =
+                    *is_map || j.maps.iter().all(|m| m.state == TaskState::Succeeded);
                 let task = j
                     .tasks_mut(*is_map)
                     .get_mut(*index as usize)
@@ -259,7 +269,7 @@ impl FsState {
                     })?;
                 let runnable = task.state == TaskState::Pending
                     || (*speculative && task.state == TaskState::Running);
-                if !runnable {
+                if !runnable || !inputs_ready {
                     return err(FsErrorKind::AlreadyExists, "task is not runnable");
                 }
                 let id = task.attempts.len() as u32;
@@ -274,6 +284,7 @@ impl FsState {
                     data_local: *data_local,
                 });
                 task.state = TaskState::Running;
+                j.state = JobState::Running;
                 Ok(CommandResult::Count(id as u64))
             }
             JobCommand::Done {
@@ -370,7 +381,7 @@ impl FsState {
             id,
             spec: spec.clone(),
             splits: splits.to_vec(),
-            state: JobState::Running,
+            state: JobState::Prep,
             submitted_ms: now,
             finished_ms: 0,
             maps: splits.iter().map(|_| Task::new()).collect(),

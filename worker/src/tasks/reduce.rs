@@ -24,8 +24,6 @@ async fn shuffle(
     let mut files = Vec::new();
     for loc in &a.map_outputs {
         let path = env.outdir.join(format!("in-{}", loc.map_index));
-        let mut client = basin_common::blockio::worker_client(&env.connector, &loc.addr)
-            .map_err(|e| e.message().to_string())?;
         let req = pb::FetchMapOutputRequest {
             job_id: job,
             map_index: loc.map_index,
@@ -43,6 +41,8 @@ async fn shuffle(
                 loc.map_index, loc.node_id, loc.addr
             )
         };
+        let mut client = basin_common::blockio::worker_client(&env.connector, &loc.addr)
+            .map_err(|e| fail(e.message().to_string()))?;
         let mut stream = client
             .fetch_map_output(req)
             .await

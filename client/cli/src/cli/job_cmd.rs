@@ -372,7 +372,7 @@ pub async fn wait_quiet(dfs: &DfsClient, id: u64) -> anyhow::Result<pb::JobStatu
             .masters
             .call(|mut c| async move { c.get_job(req).await })
             .await?;
-        if j.state != "RUNNING" {
+        if j.state != "RUNNING" && j.state != "PREP" {
             return Ok(j);
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -420,14 +420,20 @@ fn status_json(j: &pb::JobStatus) -> serde_json::Value {
     })
 }
 
+fn percent(done: u32, total: u32) -> u32 {
+    (done * 100).checked_div(total).unwrap_or(100)
+}
+
 fn print_status(j: &pb::JobStatus) {
     println!(
-        "job {} {} [{}]  maps {}/{}  reduces {}/{}  output {}",
+        "job {} {} [{}]  map {}% ({}/{})  reduce {}% ({}/{})  output {}",
         j.job_id,
         j.name,
         j.state,
+        percent(j.maps_done, j.maps_total),
         j.maps_done,
         j.maps_total,
+        percent(j.reduces_done, j.reduces_total),
         j.reduces_done,
         j.reduces_total,
         j.output
@@ -455,7 +461,7 @@ async fn wait(g: &Global, id: u64) -> anyhow::Result<pb::JobStatus> {
         maps.set_position(j.maps_done as u64);
         reduces.set_length(j.reduces_total as u64);
         reduces.set_position(j.reduces_done as u64);
-        if j.state != "RUNNING" {
+        if j.state != "RUNNING" && j.state != "PREP" {
             maps.finish_and_clear();
             reduces.finish_and_clear();
             return Ok(j);
