@@ -245,17 +245,27 @@ fn streaming_jobs_with_files_retries_and_logs() -> anyhow::Result<()> {
     ])?;
     assert_eq!(read_output(&c, "/stream"), expected_strings(&counts));
 
-    // A mapper that always fails: retried on other workers, then the job fails
-    // with the reason, and the attempts' stderr is kept.
+    // A mapper that fails on one poisoned line: retried on other workers, then
+    // the job fails with the reason, and the attempts' stderr is kept.
+    let poisoned = c.dir.path().join("poisoned.txt");
+    std::fs::write(
+        &poisoned,
+        format!(
+            "{}POISON line\n{}",
+            &text[..text.len() / 2],
+            &text[text.len() / 2..]
+        ),
+    )?;
+    c.ok(&["dfs", "put", poisoned.to_str().unwrap(), "/poisoned.txt"])?;
     let o = c.basin(&[
         "job",
         "submit",
         "--input",
-        "/words.txt",
+        "/poisoned.txt",
         "--output",
         "/bad",
         "--mapper",
-        "echo mapper-broke >&2; exit 7",
+        "awk '/POISON/ { print \"mapper-broke on: \" $0 > \"/dev/stderr\"; exit 7 } { print $1 \"\\t1\" }'",
         "--reducer",
         "cat",
         "--max-attempts",
@@ -320,6 +330,24 @@ fn job_state(c: &Cluster, id: u64) -> Option<serde_json::Value> {
     c.json(&["job", "status", &id.to_string()]).ok()
 }
 
+fn part_bytes(c: &Cluster, dir: &str) -> Vec<Vec<u8>> {
+    ["part-00000", "part-00001"]
+        .iter()
+        .map(|p| c.basin(&["dfs", "cat", &format!("{dir}/{p}")]).stdout)
+        .collect()
+}
+
+/// The same job run without faults, for a byte-for-byte comparison.
+fn undisturbed(c: &Cluster) -> anyhow::Result<Vec<Vec<u8>>> {
+    let id = slow_job(c, "/reference")?;
+    let s = wait_for("the undisturbed run", Duration::from_secs(120), || {
+        let s = job_state(c, id)?;
+        (s["state"] != "RUNNING" && s["state"] != "PREP").then_some(s)
+    })?;
+    assert_eq!(s["state"], "SUCCEEDED");
+    Ok(part_bytes(c, "/reference"))
+}
+
 #[test]
 fn job_survives_worker_death() -> anyhow::Result<()> {
     let mut c = Cluster::start(Spec {
@@ -338,6 +366,7 @@ fn job_survives_worker_death() -> anyhow::Result<()> {
         c.dir.path().join("w.txt").to_str().unwrap(),
         "/in/w.txt",
     ])?;
+    let reference = undisturbed(&c)?;
     let id = slow_job(&c, "/out")?;
     // Once some maps are done, kill a worker that ran one (its map output is lost).
     wait_for("some maps done", Duration::from_secs(60), || {
@@ -361,6 +390,10 @@ fn job_survives_worker_death() -> anyhow::Result<()> {
     })?;
     assert_eq!(done["state"], "SUCCEEDED", "{done}");
     assert_eq!(read_output(&c, "/out"), expected_strings(&counts));
+    assert!(
+        part_bytes(&c, "/out") == reference,
+        "output differs from an undisturbed run"
+    );
     Ok(())
 }
 
@@ -383,6 +416,7 @@ fn job_survives_leader_master_death() -> anyhow::Result<()> {
         c.dir.path().join("w.txt").to_str().unwrap(),
         "/in/w.txt",
     ])?;
+    let reference = undisturbed(&c)?;
     let id = slow_job(&c, "/out")?;
     wait_for("the job under way", Duration::from_secs(60), || {
         (job_state(&c, id)?["maps"]["done"].as_u64()? >= 1).then_some(())
@@ -399,6 +433,10 @@ fn job_survives_leader_master_death() -> anyhow::Result<()> {
     )?;
     assert_eq!(done["state"], "SUCCEEDED", "{done}");
     assert_eq!(read_output(&c, "/out"), expected_strings(&counts));
+    assert!(
+        part_bytes(&c, "/out") == reference,
+        "output differs from an undisturbed run"
+    );
     assert_ne!(
         c.status()?["leader"]["id"].as_u64().unwrap() as usize,
         leader
