@@ -28,6 +28,18 @@ fn attempt_ref(job: u64, is_map: bool, index: u32, attempt: u32) -> pb::AttemptR
     }
 }
 
+/// Jobs that may still schedule work (a snapshot of the replicated state).
+fn active_jobs(nn: &Namenode) -> Vec<Job> {
+    nn.read(|s| {
+        s.jobs
+            .jobs
+            .values()
+            .filter(|j| j.state.active())
+            .cloned()
+            .collect()
+    })
+}
+
 /// Picks up to `free` tasks for `node` and records the attempts.
 pub async fn assign(
     nn: &Namenode,
@@ -37,14 +49,7 @@ pub async fn assign(
     if free == 0 {
         return Ok(Vec::new());
     }
-    let jobs: Vec<Job> = nn.read(|s| {
-        s.jobs
-            .jobs
-            .values()
-            .filter(|j| j.state.active())
-            .cloned()
-            .collect()
-    });
+    let jobs: Vec<Job> = active_jobs(nn);
     let live_workers = {
         let nodes = nn.read(|s| s.nodes.clone());
         let bm = nn.block_map();
@@ -395,14 +400,7 @@ pub async fn done(nn: &Namenode, cmd: JobCommand) -> Result<(), Status> {
 /// Leader housekeeping: attempts on dead workers fail, and finished map
 /// output that lived on a dead worker is produced again while reduces need it.
 pub async fn check_lost_work(nn: &Namenode, dead_after: Duration) -> Result<(), Status> {
-    let jobs: Vec<Job> = nn.read(|s| {
-        s.jobs
-            .jobs
-            .values()
-            .filter(|j| j.state.active())
-            .cloned()
-            .collect()
-    });
+    let jobs: Vec<Job> = active_jobs(nn);
     let dead = |w: u64| !nn.block_map().is_live(w, dead_after);
     for j in jobs {
         for (is_map, tasks) in [(true, &j.maps), (false, &j.reduces)] {

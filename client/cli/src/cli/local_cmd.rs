@@ -127,6 +127,14 @@ fn tempdir() -> anyhow::Result<PathBuf> {
     Ok(p)
 }
 
+/// Copies a local file into the cluster.
+async fn upload(dfs: &DfsClient, local: &std::path::Path, dest: &str) -> anyhow::Result<()> {
+    let src = transfer::local_source(local).await?;
+    let sink = transfer::create(dfs, &Location::parse(dest)?, &CreateOptions::default()).await?;
+    transfer::pump(src, sink, &|_| {}).await?;
+    Ok(())
+}
+
 async fn tour(cluster: &LocalCluster, dir: &std::path::Path) -> anyhow::Result<()> {
     let dfs = DfsClient::new(cluster.master_client(), "basin".into());
     let local = dir.join("demo-input.bin");
@@ -141,14 +149,7 @@ async fn tour(cluster: &LocalCluster, dir: &std::path::Path) -> anyhow::Result<(
         "== dfs put {} /demo/data.bin   (1 MiB blocks, replication 3)",
         local.display()
     );
-    let src = transfer::local_source(&local).await?;
-    let sink = transfer::create(
-        &dfs,
-        &Location::parse("/demo/data.bin")?,
-        &CreateOptions::default(),
-    )
-    .await?;
-    transfer::pump(src, sink, &|_| {}).await?;
+    upload(&dfs, &local, "/demo/data.bin").await?;
     println!("== dfs ls /demo");
     for s in dfs.list("/demo").await? {
         println!(
@@ -181,14 +182,7 @@ async fn tour(cluster: &LocalCluster, dir: &std::path::Path) -> anyhow::Result<(
     let text = "the quick brown fox\njumps over the lazy dog\nthe dog sleeps\n".repeat(200);
     let words = dir.join("demo-words.txt");
     std::fs::write(&words, &text)?;
-    let src = transfer::local_source(&words).await?;
-    let sink = transfer::create(
-        &dfs,
-        &Location::parse("/demo/words.txt")?,
-        &CreateOptions::default(),
-    )
-    .await?;
-    transfer::pump(src, sink, &|_| {}).await?;
+    upload(&dfs, &words, "/demo/words.txt").await?;
     let job = super::job_cmd::wordcount(&dfs, "/demo/words.txt", "/demo/counts").await?;
     if job.state != "SUCCEEDED" {
         bail!("wordcount job {}: {}", job.state, job.failure);
