@@ -37,6 +37,8 @@ struct Compose {
     dir: PathBuf,
     master: String,
     token: String,
+    /// Set at the end of a passing test; otherwise `Drop` prints the containers' logs.
+    passed: bool,
 }
 
 impl Compose {
@@ -101,8 +103,8 @@ impl Compose {
 
 impl Drop for Compose {
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            let logs = self.cmd(&["logs", "--tail", "30"]);
+        if !self.passed {
+            let logs = self.cmd(&["logs", "--tail", "40"]);
             eprintln!("{}", String::from_utf8_lossy(&logs.stdout));
         }
         let o = self.cmd(&["down", "-v", "--remove-orphans"]);
@@ -172,6 +174,7 @@ fn compose_cluster_survives_faults() -> anyhow::Result<()> {
         dir: dir.clone(),
         master,
         token: String::new(),
+        passed: false,
     };
     let up = Command::new("bash")
         .arg(dir.join("up.sh"))
@@ -323,14 +326,31 @@ fn compose_cluster_survives_faults() -> anyhow::Result<()> {
             .status()?
             .success()
     );
-    // The old leader rejoins: the group of three agrees again.
-    wait_for("the old leader to rejoin", Duration::from_secs(60), || {
-        let s = c.json(&["cluster", "status"])?;
-        let all = s["masters"]
-            .as_array()?
-            .iter()
-            .all(|m| m["reachable"] == true);
-        (all && s["leader"]["id"].as_u64()? != 0).then_some(())
+    // The old leader rejoins: asked directly, it knows a leader and has
+    // applied everything the group had committed after the partition.
+    let applied = c
+        .json(&["cluster", "status"])
+        .and_then(|s| s["raft_last_applied"].as_u64())
+        .unwrap_or(0);
+    let old_port = port(&format!("BASIN_MASTER{leader}_PORT"));
+    wait_for("the old leader to rejoin", Duration::from_secs(120), || {
+        let o = Command::new(basin_bin())
+            .args([
+                "--master",
+                &format!("127.0.0.1:{old_port}"),
+                "--token",
+                &c.token,
+                "--timeout",
+                "3s",
+                "--json",
+                "cluster",
+                "status",
+            ])
+            .output()
+            .ok()?;
+        let s: serde_json::Value = serde_json::from_slice(&o.stdout).ok()?;
+        (s["leader"]["id"].as_u64()? != 0 && s["raft_last_applied"].as_u64()? >= applied)
+            .then_some(())
     })?;
     eprintln!("leader {leader} cut off, {new_leader} took over, {leader} rejoined");
 
@@ -358,5 +378,6 @@ fn compose_cluster_survives_faults() -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
     let _ = Command::new("docker").args(["rmi", "-f", &image]).output();
+    c.passed = true;
     Ok(())
 }
