@@ -27,12 +27,23 @@ pub fn basin_bin() -> PathBuf {
     bin
 }
 
-/// A free loopback port (bound and released; the OS does not hand it out again at once).
+/// A free loopback port for a process to listen on. It is drawn from below
+/// Linux's ephemeral range (32768+), so the outgoing connections of running
+/// tests can never take it before the process binds it; ports already handed
+/// out in this test process are not handed out again.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let port: u16 = rand::random_range(20_000..32_000);
+        let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+        if given.contains(&port) {
+            continue;
+        }
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// Polls `f` until it returns Some or the deadline passes.
