@@ -343,6 +343,26 @@ impl Cluster {
         })
     }
 
+    /// Writes `len` deterministic random bytes (from `seed`) to a local file
+    /// and puts it at `dest` with the extra `put` options; returns the bytes.
+    pub fn put_random(
+        &self,
+        dest: &str,
+        len: usize,
+        seed: u64,
+        options: &[&str],
+    ) -> Result<Vec<u8>> {
+        let data = random_bytes(len, seed);
+        let local = self.dir.path().join(format!("random-{seed}.bin"));
+        std::fs::write(&local, &data)?;
+        let local = local.display().to_string();
+        let mut args = vec!["dfs", "put"];
+        args.extend_from_slice(options);
+        args.extend([local.as_str(), dest]);
+        self.ok(&args)?;
+        Ok(data)
+    }
+
     /// Node ids holding each block of a file, from `dfs stat --json`.
     pub fn block_replicas(&self, path: &str) -> Result<Vec<(u64, Vec<u64>)>> {
         let st = self.json(&["dfs", "stat", path])?;

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use basin_tests::{Cluster, Spec, random_bytes, wait_for};
+use basin_tests::{Cluster, Spec, wait_for};
 
 #[test]
 fn corrupt_replica_is_detected_and_replaced() -> anyhow::Result<()> {
@@ -12,17 +12,12 @@ fn corrupt_replica_is_detected_and_replaced() -> anyhow::Result<()> {
         task: 0,
         ..Spec::default()
     })?;
-    let data = random_bytes(3 * 1024 * 1024 + 77, 3);
-    let local = c.dir.path().join("in.bin");
-    std::fs::write(&local, &data)?;
-    c.ok(&[
-        "dfs",
-        "put",
-        "--block-size",
-        "1048576",
-        local.to_str().unwrap(),
+    let data = c.put_random(
         "/c.bin",
-    ])?;
+        3 * 1024 * 1024 + 77,
+        3,
+        &["--block-size", "1048576"],
+    )?;
 
     // Corrupt the replica a reader tries first.
     let blocks = c.block_replicas("/c.bin")?;

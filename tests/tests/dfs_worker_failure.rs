@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use basin_tests::{Cluster, Spec, random_bytes, wait_for};
+use basin_tests::{Cluster, Spec, wait_for};
 
 #[test]
 fn killed_core_worker_is_re_replicated() -> anyhow::Result<()> {
@@ -12,17 +12,7 @@ fn killed_core_worker_is_re_replicated() -> anyhow::Result<()> {
         task: 0,
         ..Spec::default()
     })?;
-    let data = random_bytes(12 * 1024 * 1024, 2);
-    let local = c.dir.path().join("in.bin");
-    std::fs::write(&local, &data)?;
-    c.ok(&[
-        "dfs",
-        "put",
-        "--block-size",
-        "1048576",
-        local.to_str().unwrap(),
-        "/f.bin",
-    ])?;
+    let data = c.put_random("/f.bin", 12 * 1024 * 1024, 2, &["--block-size", "1048576"])?;
 
     // Kill the worker holding the most replicas.
     let blocks = c.block_replicas("/f.bin")?;

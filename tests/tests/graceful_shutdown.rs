@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use basin_tests::{Cluster, Spec, random_bytes, wait_for};
+use basin_tests::{Cluster, Spec, wait_for};
 
 #[test]
 fn draining_worker_and_stepping_down_leader() -> anyhow::Result<()> {
@@ -26,17 +26,7 @@ fn draining_worker_and_stepping_down_leader() -> anyhow::Result<()> {
         w.start()?;
     }
     c.wait_healthy(4)?;
-    let data = random_bytes(6 * 1024 * 1024, 111);
-    let local = c.dir.path().join("in.bin");
-    std::fs::write(&local, &data)?;
-    c.ok(&[
-        "dfs",
-        "put",
-        "--block-size",
-        "1048576",
-        local.to_str().unwrap(),
-        "/g.bin",
-    ])?;
+    let data = c.put_random("/g.bin", 6 * 1024 * 1024, 111, &["--block-size", "1048576"])?;
     let drained = c.node_id("core-4")?;
     let on_it = c
         .block_replicas("/g.bin")?

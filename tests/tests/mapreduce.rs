@@ -337,6 +337,29 @@ fn part_bytes(c: &Cluster, dir: &str) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// Expected counts, reference output bytes, and the running job's id.
+type SlowJob = (BTreeMap<String, u64>, Vec<Vec<u8>>, u64);
+
+/// Loads a corpus into /in, runs the slow job once undisturbed (the
+/// reference bytes), then starts it again into /out for the fault to hit.
+fn start_slow_job(c: &Cluster, lines: usize) -> anyhow::Result<SlowJob> {
+    let (text, counts) = corpus(lines);
+    let local = c.dir.path().join("w.txt");
+    std::fs::write(&local, &text)?;
+    c.ok(&["dfs", "mkdir", "/in"])?;
+    c.ok(&[
+        "dfs",
+        "put",
+        "--block-size",
+        "65536",
+        local.to_str().unwrap(),
+        "/in/w.txt",
+    ])?;
+    let reference = undisturbed(c)?;
+    let id = slow_job(c, "/out")?;
+    Ok((counts, reference, id))
+}
+
 /// The same job run without faults, for a byte-for-byte comparison.
 fn undisturbed(c: &Cluster) -> anyhow::Result<Vec<Vec<u8>>> {
     let id = slow_job(c, "/reference")?;
@@ -355,19 +378,7 @@ fn job_survives_worker_death() -> anyhow::Result<()> {
         task: 1,
         ..Spec::default()
     })?;
-    let (text, counts) = corpus(4000);
-    std::fs::write(c.dir.path().join("w.txt"), &text)?;
-    c.ok(&["dfs", "mkdir", "/in"])?;
-    c.ok(&[
-        "dfs",
-        "put",
-        "--block-size",
-        "65536",
-        c.dir.path().join("w.txt").to_str().unwrap(),
-        "/in/w.txt",
-    ])?;
-    let reference = undisturbed(&c)?;
-    let id = slow_job(&c, "/out")?;
+    let (counts, reference, id) = start_slow_job(&c, 4000)?;
     // Once some maps are done, kill a worker that ran one (its map output is lost).
     wait_for("some maps done", Duration::from_secs(60), || {
         (job_state(&c, id)?["maps"]["done"].as_u64()? >= 2).then_some(())
@@ -405,19 +416,7 @@ fn job_survives_leader_master_death() -> anyhow::Result<()> {
         task: 1,
         ..Spec::default()
     })?;
-    let (text, counts) = corpus(3000);
-    std::fs::write(c.dir.path().join("w.txt"), &text)?;
-    c.ok(&["dfs", "mkdir", "/in"])?;
-    c.ok(&[
-        "dfs",
-        "put",
-        "--block-size",
-        "65536",
-        c.dir.path().join("w.txt").to_str().unwrap(),
-        "/in/w.txt",
-    ])?;
-    let reference = undisturbed(&c)?;
-    let id = slow_job(&c, "/out")?;
+    let (counts, reference, id) = start_slow_job(&c, 3000)?;
     wait_for("the job under way", Duration::from_secs(60), || {
         (job_state(&c, id)?["maps"]["done"].as_u64()? >= 1).then_some(())
     })?;

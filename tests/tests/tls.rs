@@ -1,7 +1,7 @@
 //! TLS on every gRPC listener: a cluster started with `--tls-cert/--tls-key`
 //! serves clients that trust its CA, and refuses plain-text clients.
 
-use basin_tests::{Cluster, Spec, random_bytes, stderr};
+use basin_tests::{Cluster, Spec, stderr};
 
 #[test]
 fn cluster_over_tls() -> anyhow::Result<()> {
@@ -28,17 +28,12 @@ fn cluster_over_tls() -> anyhow::Result<()> {
         ..Spec::default()
     };
     let c = Cluster::start(spec)?;
-    let data = random_bytes(2 * 1024 * 1024 + 5, 61);
-    let local = c.dir.path().join("in.bin");
-    std::fs::write(&local, &data)?;
-    c.ok(&[
-        "dfs",
-        "put",
-        "--block-size",
-        "1048576",
-        local.to_str().unwrap(),
+    let data = c.put_random(
         "/tls.bin",
-    ])?;
+        2 * 1024 * 1024 + 5,
+        61,
+        &["--block-size", "1048576"],
+    )?;
     let out = c.dir.path().join("out.bin");
     c.ok(&["dfs", "get", "/tls.bin", out.to_str().unwrap()])?;
     assert!(std::fs::read(&out)? == data);
