@@ -6,6 +6,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_client(true)
         .bytes(".basin.v1.WriteBlockMessage")
         .bytes(".basin.v1.ReadBlockChunk")
+        .bytes(".basin.v1.StreamRecord")
+        .bytes(".basin.v1.StoredRecord")
         .compile_fds(fds)?;
     for p in protos {
         println!("cargo:rerun-if-changed={p}");

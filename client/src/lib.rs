@@ -3,12 +3,14 @@
 //!
 //! - [`dfs`]: typed client of the cluster file system (put/get pipelines, namespace calls).
 //! - [`location`]: `basin://`, `s3://` and `file://` addresses.
+//! - [`streams`]: streams (Kinesis): control calls, routed puts, reads, iterators.
 //! - [`transfer`]: copying bytes between any two places, with progress.
 //! - [`error`]: the client's error enum, one clear line each.
 
 pub mod dfs;
 pub mod error;
 pub mod location;
+pub mod streams;
 pub mod transfer;
 
 pub use dfs::{CreateOptions, DfsClient};
