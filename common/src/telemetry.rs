@@ -46,10 +46,12 @@ pub fn prometheus() -> PrometheusHandle {
 /// Answers whether a role is ready to serve.
 pub type ReadyFn = Arc<dyn Fn() -> bool + Send + Sync>;
 
-/// Serves `/metrics`, `/healthz`, `/readyz` until `shutdown` resolves.
+/// Serves `/metrics`, `/healthz`, `/readyz` and a role's own routes
+/// (`extra`, e.g. the master's Kinesis API) until `shutdown` resolves.
 pub async fn serve_http(
     listener: tokio::net::TcpListener,
     ready: ReadyFn,
+    extra: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let handle = prometheus();
@@ -68,7 +70,8 @@ pub async fn serve_http(
                     }
                 }
             }),
-        );
+        )
+        .merge(extra);
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

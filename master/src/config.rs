@@ -35,6 +35,10 @@ pub struct MasterConfig {
     pub raft_election_min: Duration,
     pub raft_election_max: Duration,
     pub snapshot_logs: u64,
+    /// Longest stream retention a user may set (Kinesis: 168 h; more if configured).
+    pub max_retention_hours: u32,
+    /// A consumer-group member silent this long loses its shards.
+    pub group_lease: Duration,
 }
 
 impl MasterConfig {
@@ -58,6 +62,8 @@ impl MasterConfig {
             raft_election_min: Duration::from_millis(1500),
             raft_election_max: Duration::from_millis(3000),
             snapshot_logs: 1000,
+            max_retention_hours: 168,
+            group_lease: Duration::from_secs(5),
         }
     }
 }

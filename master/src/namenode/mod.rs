@@ -29,6 +29,8 @@ pub struct Namenode {
     /// Safe mode: no namespace changes and no replica deletions until
     /// enough blocks have been reported after start.
     pub safe_mode: Arc<Mutex<SafeMode>>,
+    /// Consumer-group membership (soft state; see `crate::streams::groups`).
+    pub groups: crate::streams::groups::Groups,
 }
 
 #[derive(Debug)]
@@ -51,6 +53,7 @@ impl Namenode {
                 total: 0,
                 reported: 0,
             })),
+            groups: Default::default(),
         }
     }
 

@@ -17,6 +17,9 @@ use super::state::{AdminState, Command, CommandResult, Role};
 pub async fn run(nn: Namenode, mut shutdown: tokio::sync::watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(nn.cfg.monitor_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // When this master became leader: shard failover waits until workers
+    // have had `dead_after` to heartbeat it.
+    let mut leader_since: Option<Instant> = None;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -24,6 +27,13 @@ pub async fn run(nn: Namenode, mut shutdown: tokio::sync::watch::Receiver<bool>)
         }
         expire_dead_nodes(&nn);
         nn.update_safe_mode();
+        if nn.raft.is_leader() {
+            let since = *leader_since.get_or_insert_with(Instant::now);
+            let settled = since.elapsed() >= nn.cfg.dead_after;
+            crate::streams::monitor::check(&nn, settled).await;
+        } else {
+            leader_since = None;
+        }
         if !nn.raft.is_leader() || nn.in_safe_mode() {
             continue;
         }

@@ -193,6 +193,7 @@ pub enum Command {
         admin: AdminState,
     },
     Job(crate::jobtracker::state::JobCommand),
+    Stream(crate::streams::state::StreamCommand),
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -221,6 +222,9 @@ pub struct FsState {
     /// The job tracker's state (see `crate::jobtracker::state`).
     #[serde(default)]
     pub jobs: crate::jobtracker::state::JobsState,
+    /// Streams and shards (see `crate::streams::state`).
+    #[serde(default)]
+    pub streams: crate::streams::state::StreamsState,
 }
 
 impl Default for FsState {
@@ -235,6 +239,7 @@ impl Default for FsState {
             nodes: BTreeMap::new(),
             next_node_id: 1,
             jobs: Default::default(),
+            streams: Default::default(),
         }
     }
 }
@@ -318,6 +323,7 @@ impl FsState {
                 None => err(FsErrorKind::NotFound, format!("no such node: {id}")),
             },
             Command::Job(cmd) => self.apply_job(cmd),
+            Command::Stream(cmd) => self.apply_stream(cmd),
         };
         r.unwrap_or_else(CommandResult::Err)
     }

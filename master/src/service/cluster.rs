@@ -175,11 +175,19 @@ pub async fn heartbeat(
             tasks = crate::jobtracker::scheduler::assign(nn, r.node_id, r.free_task_slots).await?;
         }
     }
+    let leader = nn.raft.is_leader();
+    let shards = if leader {
+        crate::streams::assignments_for(nn, r.node_id)
+    } else {
+        Vec::new()
+    };
     Ok(pb::HeartbeatResponse {
         commands,
         reregister: need_report,
         tasks,
         kill,
+        shards,
+        shards_authoritative: leader,
     })
 }
 

@@ -9,6 +9,7 @@ use tonic::{Request, Response, Status};
 
 use crate::jobtracker::rpc as jobs;
 use crate::namenode::Namenode;
+use crate::streams::rpc as streams;
 
 pub struct MasterService {
     pub nn: Namenode,
@@ -123,6 +124,78 @@ impl Master for MasterService {
         count(
             "block_report",
             cluster::block_report(&self.nn, r.into_inner()),
+        )
+    }
+    async fn create_stream(&self, r: Request<pb::CreateStreamRequest>) -> R<pb::StreamInfo> {
+        count(
+            "create_stream",
+            streams::create(&self.nn, r.into_inner()).await,
+        )
+    }
+    async fn delete_stream(&self, r: Request<pb::StreamRequest>) -> R<pb::Empty> {
+        count(
+            "delete_stream",
+            streams::delete(&self.nn, r.into_inner()).await,
+        )
+    }
+    async fn describe_stream(&self, r: Request<pb::StreamRequest>) -> R<pb::StreamInfo> {
+        count(
+            "describe_stream",
+            streams::describe(&self.nn, &r.into_inner().name),
+        )
+    }
+    async fn list_streams(&self, _r: Request<pb::Empty>) -> R<pb::ListStreamsResponse> {
+        count("list_streams", streams::list(&self.nn))
+    }
+    async fn split_shard(&self, r: Request<pb::SplitShardRequest>) -> R<pb::StreamInfo> {
+        count(
+            "split_shard",
+            streams::split(&self.nn, r.into_inner()).await,
+        )
+    }
+    async fn merge_shards(&self, r: Request<pb::MergeShardsRequest>) -> R<pb::StreamInfo> {
+        count(
+            "merge_shards",
+            streams::merge(&self.nn, r.into_inner()).await,
+        )
+    }
+    async fn update_shard_count(
+        &self,
+        r: Request<pb::UpdateShardCountRequest>,
+    ) -> R<pb::StreamInfo> {
+        count(
+            "update_shard_count",
+            streams::update_shard_count(&self.nn, r.into_inner()).await,
+        )
+    }
+    async fn set_retention(&self, r: Request<pb::RetentionRequest>) -> R<pb::StreamInfo> {
+        count(
+            "set_retention",
+            streams::set_retention(&self.nn, r.into_inner()).await,
+        )
+    }
+    async fn register_consumer(
+        &self,
+        r: Request<pb::RegisterConsumerRequest>,
+    ) -> R<pb::StreamInfo> {
+        count(
+            "register_consumer",
+            streams::register_consumer(&self.nn, r.into_inner()).await,
+        )
+    }
+    async fn update_isr(&self, r: Request<pb::UpdateIsrRequest>) -> R<pb::Empty> {
+        count(
+            "update_isr",
+            streams::update_isr(&self.nn, r.into_inner()).await,
+        )
+    }
+    async fn group_heartbeat(
+        &self,
+        r: Request<pb::GroupHeartbeatRequest>,
+    ) -> R<pb::GroupHeartbeatResponse> {
+        count(
+            "group_heartbeat",
+            streams::group_heartbeat(&self.nn, r.into_inner()).await,
         )
     }
     async fn report_bad_block(&self, r: Request<pb::BadBlockRequest>) -> R<pb::Empty> {
