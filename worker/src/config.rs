@@ -29,6 +29,8 @@ pub struct WorkerConfig {
     pub external_addr: String,
     /// Task attempts this worker runs at once.
     pub task_slots: u32,
+    /// Stream shard settings (limits, in-sync lag, segment roll).
+    pub streams: crate::streams::StreamConfig,
 }
 
 impl WorkerConfig {
@@ -50,6 +52,7 @@ impl WorkerConfig {
             zone: String::new(),
             external_addr: String::new(),
             task_slots: 2,
+            streams: Default::default(),
         }
     }
 }

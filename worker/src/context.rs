@@ -22,6 +22,8 @@ pub struct WorkerCtx {
     pub masters: MasterClient,
     /// Task attempts running here.
     pub tasks: crate::tasks::TaskRunner,
+    /// Stream shard replicas (None on task workers).
+    pub streams: Option<crate::streams::StreamHost>,
 }
 
 impl WorkerCtx {

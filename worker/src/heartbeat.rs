@@ -134,6 +134,11 @@ pub async fn heartbeat_loop(
         for t in resp.tasks {
             ctx.tasks.start(t);
         }
+        if let Some(host) = &ctx.streams
+            && resp.shards_authoritative
+        {
+            host.apply(resp.shards, true).await;
+        }
         for cmd in resp.commands {
             let ctx = ctx.clone();
             tokio::spawn(async move { execute(ctx, cmd).await });

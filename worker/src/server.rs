@@ -106,6 +106,15 @@ pub async fn start(
         masters.clone(),
         node_id.clone(),
     );
+    let streams = match cfg.role {
+        WorkerRole::Core => Some(crate::streams::StreamHost::new(
+            cfg.streams.clone(),
+            &cfg.data_dir,
+            node_id.clone(),
+            masters.clone(),
+        )),
+        WorkerRole::Task => None,
+    };
     let ctx = WorkerCtx {
         cfg: Arc::new(cfg),
         store,
@@ -113,6 +122,7 @@ pub async fn start(
         connector,
         masters,
         tasks,
+        streams,
     };
     let (stop, stop_rx) = watch::channel(false);
     let mut builder = Server::builder();
@@ -157,10 +167,17 @@ pub async fn start(
                 })
                 .collect();
             let scan = tokio::spawn(heartbeat::scanner(ctx.clone(), rx.clone()));
+            let housekeeping = ctx
+                .streams
+                .clone()
+                .map(|h| tokio::spawn(h.housekeeping(rx.clone())));
             for l in loops {
                 let _ = l.await;
             }
             let _ = scan.await;
+            if let Some(h) = housekeeping {
+                let _ = h.await;
+            }
         }));
     }
     info!(addr = %ctx.cfg.advertise, role = ?ctx.cfg.role, "worker started");

@@ -23,6 +23,12 @@ fn store(ctx: &WorkerCtx) -> Result<&BlockStore, Status> {
         .ok_or_else(|| Status::failed_precondition("task workers hold no blocks"))
 }
 
+fn streams(ctx: &WorkerCtx) -> Result<&crate::streams::StreamHost, Status> {
+    ctx.streams
+        .as_ref()
+        .ok_or_else(|| Status::unavailable("InternalFailure: task workers hold no shard replicas"))
+}
+
 fn io_status(e: impl std::fmt::Display) -> Status {
     Status::internal(format!("worker disk: {e}"))
 }
@@ -274,6 +280,47 @@ impl Worker for WorkerService {
             }
         });
         Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn put_records(
+        &self,
+        r: Request<pb::PutRecordsRequest>,
+    ) -> Result<Response<pb::PutRecordsResponse>, Status> {
+        let host = streams(&self.ctx)?;
+        crate::streams::serve::put_records(host, r.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn get_records(
+        &self,
+        r: Request<pb::GetRecordsRequest>,
+    ) -> Result<Response<pb::GetRecordsResponse>, Status> {
+        let host = streams(&self.ctx)?;
+        crate::streams::serve::get_records(host, &r.into_inner(), false)
+            .await
+            .map(Response::new)
+    }
+
+    type SubscribeToShardStream = ReceiverStream<Result<pb::GetRecordsResponse, Status>>;
+
+    async fn subscribe_to_shard(
+        &self,
+        r: Request<pb::GetRecordsRequest>,
+    ) -> Result<Response<Self::SubscribeToShardStream>, Status> {
+        let host = streams(&self.ctx)?.clone();
+        let rx = crate::streams::serve::subscribe(host, r.into_inner())?;
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn replica_fetch(
+        &self,
+        r: Request<pb::ReplicaFetchRequest>,
+    ) -> Result<Response<pb::ReplicaFetchResponse>, Status> {
+        let host = streams(&self.ctx)?;
+        crate::streams::serve::replica_fetch(host, r.into_inner())
+            .await
+            .map(Response::new)
     }
 }
 
