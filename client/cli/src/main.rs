@@ -65,5 +65,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench { cmd } => cli::bench_cmd::run(&g, cmd).await,
         Command::Job { cmd } => cli::job_cmd::run(&g, cmd).await,
         Command::Dfs { cmd } => cli::dfs_cmd::run(&g, cmd).await,
+        Command::Stream { cmd } => cli::stream_cmd::run(&g, cmd).await,
     }
 }

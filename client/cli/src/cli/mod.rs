@@ -9,6 +9,8 @@ pub mod local_cmd;
 pub mod output;
 pub mod roles;
 pub mod steps;
+pub mod stream_cmd;
+pub mod stream_read;
 
 use std::path::PathBuf;
 
@@ -124,6 +126,11 @@ pub enum Command {
     Job {
         #[command(subcommand)]
         cmd: job_cmd::JobCmd,
+    },
+    /// Streams (Kinesis Data Streams): shards, puts, reads, consumer groups.
+    Stream {
+        #[command(subcommand)]
+        cmd: stream_cmd::StreamCmd,
     },
     /// The distributed file system (basin://, s3://, file://).
     Dfs {

@@ -57,6 +57,16 @@ pub struct MasterArgs {
     /// Raft: take a snapshot (and compact the log) every N entries.
     #[arg(long, default_value_t = 1000)]
     pub snapshot_logs: u64,
+    /// Longest stream retention users may set, in hours (Kinesis: 168).
+    #[arg(long, default_value_t = 168)]
+    pub max_retention_hours: u32,
+    /// A consumer-group member silent this long loses its shards.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub group_lease: Duration,
+    /// Access keys the Kinesis API verifies SigV4 signatures with
+    /// (ACCESS_KEY=SECRET,…); without them any signature is accepted.
+    #[arg(long, env = "BASIN_KINESIS_KEYS", value_delimiter = ',')]
+    pub kinesis_keys: Vec<String>,
     #[command(flatten)]
     pub tls: TlsArgs,
 }
@@ -98,7 +108,74 @@ pub struct WorkerArgs {
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
     pub drain_timeout: Duration,
     #[command(flatten)]
+    pub stream: StreamArgs,
+    #[command(flatten)]
     pub tls: TlsArgs,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct StreamArgs {
+    /// Per-shard write limit in bytes per second (Kinesis: 1 MiB/s; 0: none).
+    #[arg(long, default_value_t = 1024 * 1024)]
+    pub stream_write_bytes: u64,
+    /// Per-shard write limit in records per second (Kinesis: 1000; 0: none).
+    #[arg(long, default_value_t = 1000)]
+    pub stream_write_records: u64,
+    /// Per-shard read limit in bytes per second (Kinesis: 2 MiB/s; 0: none).
+    #[arg(long, default_value_t = 2 * 1024 * 1024)]
+    pub stream_read_bytes: u64,
+    /// Switch every per-shard limit off (benchmarks).
+    #[arg(long)]
+    pub stream_no_limits: bool,
+    /// An in-sync replica that has not caught up for this long is dropped from the in-sync set.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub stream_replica_lag: Duration,
+    /// Start a new shard log segment after this long (retention deletes whole segments).
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    pub stream_segment_roll: Duration,
+}
+
+impl StreamArgs {
+    pub fn config(&self) -> basin_worker::streams::StreamConfig {
+        let limits = if self.stream_no_limits {
+            basin_worker::streams::StreamLimits::off()
+        } else {
+            basin_worker::streams::StreamLimits {
+                write_bytes: self.stream_write_bytes,
+                write_records: self.stream_write_records,
+                read_bytes: self.stream_read_bytes,
+            }
+        };
+        basin_worker::streams::StreamConfig {
+            limits,
+            replica_lag: self.stream_replica_lag,
+            segment_ms: self.stream_segment_roll.as_millis() as i64,
+            ..Default::default()
+        }
+    }
+}
+
+/// The Kinesis JSON API, mounted on the master's --http-listen.
+fn kinesis_router(g: &Global, peers: &[String], keys: &[String]) -> anyhow::Result<axum::Router> {
+    let masters = basin_common::rpc::MasterClient::new(g.connector()?, peers.to_vec())
+        .with_deadline(Duration::from_secs(10));
+    let mut client = basin_client::streams::StreamClient::new(masters);
+    // SDKs retry throttled records themselves: report them, as Kinesis does.
+    client.retry_throttled = false;
+    client.retry_for = Duration::from_secs(10);
+    let keys = if keys.is_empty() {
+        None
+    } else {
+        let mut m = std::collections::HashMap::new();
+        for k in keys {
+            let (ak, secret) = k
+                .split_once('=')
+                .with_context(|| format!("bad --kinesis-keys entry {k:?}: expected KEY=SECRET"))?;
+            m.insert(ak.to_string(), secret.to_string());
+        }
+        Some(m)
+    };
+    Ok(basin_master::kinesis::router(client, keys))
 }
 
 fn token(g: &Global) -> anyhow::Result<String> {
@@ -152,15 +229,21 @@ pub async fn stop_signal() {
 async fn serve_http(
     addr: &Option<String>,
     ready: basin_common::telemetry::ReadyFn,
+    extra: axum::Router,
 ) -> anyhow::Result<Option<tokio::sync::oneshot::Sender<()>>> {
     let Some(addr) = addr else { return Ok(None) };
     let l = TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr} (--http-listen)"))?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(basin_common::telemetry::serve_http(l, ready, async move {
-        let _ = rx.await;
-    }));
+    tokio::spawn(basin_common::telemetry::serve_http(
+        l,
+        ready,
+        extra,
+        async move {
+            let _ = rx.await;
+        },
+    ));
     Ok(Some(tx))
 }
 
@@ -211,11 +294,20 @@ pub async fn run_master(g: &Global, mut a: MasterArgs) -> anyhow::Result<()> {
     cfg.safe_mode_threshold = a.safe_mode_threshold;
     cfg.lease_timeout = a.lease_timeout;
     cfg.snapshot_logs = a.snapshot_logs.max(10);
+    cfg.max_retention_hours = a.max_retention_hours;
+    cfg.group_lease = a.group_lease;
+    let peers: Vec<String> = cfg.peers.values().cloned().collect();
     let tls =
         basin_common::tls::server_config(a.tls.tls_cert.as_deref(), a.tls.tls_key.as_deref())?;
     let master = basin_master::start(cfg, listener, &token, g.connector()?, tls).await?;
     let nn = master.nn.clone();
-    let http = serve_http(&a.http_listen, Arc::new(move || nn.raft.leader().is_some())).await?;
+    let kinesis = kinesis_router(g, &peers, &a.kinesis_keys)?;
+    let http = serve_http(
+        &a.http_listen,
+        Arc::new(move || nn.raft.leader().is_some()),
+        kinesis,
+    )
+    .await?;
     stop_signal().await;
     tracing::info!("stop requested; shutting down");
     master.shutdown().await;
@@ -252,11 +344,17 @@ pub async fn run_worker(g: &Global, a: WorkerArgs) -> anyhow::Result<()> {
     cfg.task_slots = a.task_slots;
     cfg.name = a.name.clone().unwrap_or(advertise);
     cfg.external_addr = a.external_addr.clone().unwrap_or_default();
+    cfg.streams = a.stream.config();
     let tls =
         basin_common::tls::server_config(a.tls.tls_cert.as_deref(), a.tls.tls_key.as_deref())?;
     let worker = basin_worker::start(cfg, listener, &token, g.connector()?, tls).await?;
     let ctx = worker.ctx.clone();
-    let http = serve_http(&a.http_listen, Arc::new(move || ctx.node_id() != 0)).await?;
+    let http = serve_http(
+        &a.http_listen,
+        Arc::new(move || ctx.node_id() != 0),
+        axum::Router::new(),
+    )
+    .await?;
     stop_signal().await;
     if a.drain_on_stop && role == WorkerRole::Core {
         drain(&worker.ctx, a.drain_timeout).await;
