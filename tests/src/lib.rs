@@ -3,6 +3,8 @@
 //! wait on a condition with a deadline (never a bare sleep). When a test
 //! fails, the tail of every process log is printed.
 
+pub mod streams;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -144,6 +146,8 @@ pub struct Spec {
     pub server_args: Vec<String>,
     /// Added to every CLI call (e.g. `--tls-ca`).
     pub client_args: Vec<String>,
+    /// Added to every worker (e.g. stream limits).
+    pub worker_args: Vec<String>,
 }
 
 impl Default for Spec {
@@ -157,6 +161,7 @@ impl Default for Spec {
             extra_master_args: vec![],
             server_args: vec![],
             client_args: vec![],
+            worker_args: vec![],
         }
     }
 }
@@ -266,6 +271,7 @@ impl Cluster {
             http.clone(),
         ];
         args.extend(self.spec.server_args.iter().cloned());
+        args.extend(self.spec.worker_args.iter().cloned());
         let mut p = Proc {
             name: name.into(),
             args,
@@ -444,6 +450,41 @@ pub fn http_get(addr: &str, path: &str) -> Result<(u16, String)> {
     )?;
     let mut buf = String::new();
     s.read_to_string(&mut buf)?;
+    let code = buf
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .context("http status")?;
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((code, body))
+}
+
+/// A plain HTTP/1.1 POST with extra headers; returns the status and body.
+pub fn http_post(
+    addr: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes())?;
+    s.write_all(body)?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let buf = String::from_utf8_lossy(&raw);
     let code = buf
         .split_whitespace()
         .nth(1)
