@@ -315,6 +315,12 @@ impl StreamClient {
         }
     }
 
+    /// Reach primaries on their external addresses (clients outside a container network).
+    pub fn with_external(mut self, external: bool) -> Self {
+        self.external |= external;
+        self
+    }
+
     pub fn masters(&self) -> &MasterClient {
         &self.masters
     }

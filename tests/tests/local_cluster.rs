@@ -16,6 +16,14 @@ fn env_file(dir: &std::path::Path) -> Option<(String, String)> {
     Some((get("BASIN_MASTER")?, get("BASIN_TOKEN")?))
 }
 
+fn kinesis_url(dir: &std::path::Path) -> Option<String> {
+    let text = std::fs::read_to_string(dir.join("cluster.env")).ok()?;
+    text.lines().find_map(|l| {
+        l.strip_prefix("BASIN_KINESIS_URL=http://")
+            .map(str::to_string)
+    })
+}
+
 fn up(dir: &std::path::Path, log: &std::path::Path) -> anyhow::Result<Child> {
     let _ = std::fs::remove_file(dir.join("cluster.env"));
     let log = std::fs::File::create(log)?;
@@ -72,6 +80,30 @@ fn local_up_restart_keeps_files() -> anyhow::Result<()> {
         &["dfs", "put", local.to_str().unwrap(), "/kept.bin"],
     );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // A stream with a few records, through the CLI.
+    let o = cli(
+        &master,
+        &token,
+        &["stream", "create", "kept", "--shards", "2"],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for (k, v) in [("a", "one"), ("b", "two"), ("a", "three")] {
+        let o = cli(
+            &master,
+            &token,
+            &["stream", "put", "kept", "--partition-key", k, v],
+        );
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    // The Kinesis API named in cluster.env answers.
+    let http = kinesis_url(&dir).expect("BASIN_KINESIS_URL in cluster.env");
+    let (code, body) = basin_tests::http_post(
+        &http,
+        "/",
+        &[("X-Amz-Target", "Kinesis_20131202.ListStreams")],
+        b"{}",
+    )?;
+    assert!(code == 200 && body.contains("kept"), "{code} {body}");
     assert_eq!(
         term(&mut child),
         Some(0),
@@ -96,6 +128,16 @@ fn local_up_restart_keeps_files() -> anyhow::Result<()> {
     );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(std::fs::read(&out)? == data);
+    // The stream's records survive the restart, each key's in order.
+    let got = wait_for("the stream's records", Duration::from_secs(60), || {
+        let o = cli(&master, &token, &["stream", "read", "kept"]);
+        let text = String::from_utf8_lossy(&o.stdout).to_string();
+        (o.status.success() && text.lines().count() == 3).then_some(text)
+    })?;
+    let lines: Vec<&str> = got.lines().collect();
+    let pos = |v: &str| lines.iter().position(|l| *l == v).expect("record");
+    assert!(pos("one") < pos("three"), "key a out of order: {lines:?}");
+    assert!(lines.contains(&"two"));
     assert_eq!(term(&mut child), Some(0));
     Ok(())
 }
@@ -117,6 +159,8 @@ fn demo_runs_its_tour() -> anyhow::Result<()> {
         "identical",
         "builtin wordcount",
         "counted 600 times",
+        "stream put clicks",
+        "stream split",
         "dfs fsck",
         "every step passed",
     ] {

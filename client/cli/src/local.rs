@@ -26,6 +26,10 @@ pub struct LocalOptions {
     pub block_size: u64,
     pub heartbeat: Duration,
     pub dead_after: Duration,
+    /// Port of the HTTP endpoint (metrics and the Kinesis API); 0 picks one.
+    pub http_port: u16,
+    /// Per-shard stream settings of the core workers.
+    pub streams: basin_worker::streams::StreamConfig,
 }
 
 impl LocalOptions {
@@ -38,6 +42,8 @@ impl LocalOptions {
             block_size: basin_master::config::DEFAULT_BLOCK_SIZE,
             heartbeat: Duration::from_secs(1),
             dead_after: Duration::from_secs(10),
+            http_port: 0,
+            streams: Default::default(),
         }
     }
 }
@@ -55,6 +61,9 @@ struct LocalState {
 pub struct LocalCluster {
     pub token: String,
     pub master_addrs: Vec<String>,
+    /// `http://host:port` of the Kinesis-compatible API.
+    pub kinesis_url: String,
+    http_stop: Option<tokio::sync::oneshot::Sender<()>>,
     pub env_file: PathBuf,
     masters: Vec<RunningMaster>,
     workers: Vec<RunningWorker>,
@@ -161,15 +170,38 @@ impl LocalCluster {
             let mut cfg = WorkerConfig::new(role, addr, d.join(&name), master_addrs.clone());
             cfg.heartbeat_interval = opts.heartbeat;
             cfg.name = name.clone();
+            cfg.streams = opts.streams.clone();
             let w = basin_worker::start(cfg, l, &token, connector.clone(), None)
                 .await
                 .map_err(|e| ClientError::Other(format!("{name}: {e}")))?;
             workers.push(w);
         }
+        // One HTTP endpoint: /metrics, /healthz and the Kinesis JSON API.
+        let http = bind(opts.http_port).await?;
+        let kinesis_url = format!("http://{}", addr_of(&http)?);
+        let mut streams = basin_client::streams::StreamClient::new(MasterClient::new(
+            connector.clone(),
+            master_addrs.clone(),
+        ));
+        streams.retry_throttled = false;
+        streams.retry_for = Duration::from_secs(10);
+        let router = basin_master::kinesis::router(streams, None);
+        let (http_stop, rx) = tokio::sync::oneshot::channel::<()>();
+        let ready: basin_common::telemetry::ReadyFn = std::sync::Arc::new(|| true);
+        tokio::spawn(basin_common::telemetry::serve_http(
+            http,
+            ready,
+            router,
+            async move {
+                let _ = rx.await;
+            },
+        ));
         let env_file = d.join("cluster.env");
         let cluster = LocalCluster {
             token,
             master_addrs,
+            kinesis_url,
+            http_stop: Some(http_stop),
             env_file,
             masters,
             workers,
@@ -215,14 +247,18 @@ impl LocalCluster {
 
     fn write_env(&self) -> Result<()> {
         let body = format!(
-            "BASIN_MASTER={}\nBASIN_TOKEN={}\n",
+            "BASIN_MASTER={}\nBASIN_TOKEN={}\nBASIN_KINESIS_URL={}\n",
             self.master_addrs.join(","),
-            self.token
+            self.token,
+            self.kinesis_url
         );
         std::fs::write(&self.env_file, body).map_err(|e| io(&self.env_file, e))
     }
 
-    pub async fn shutdown(self) {
+    pub async fn shutdown(mut self) {
+        if let Some(h) = self.http_stop.take() {
+            let _ = h.send(());
+        }
         for w in self.workers {
             w.shutdown().await;
         }

@@ -21,10 +21,52 @@ pub enum BenchCmd {
         #[arg(long, default_value = "/bench-meta")]
         dir: String,
     },
+    /// Acknowledged PutRecords throughput into an existing stream.
+    StreamPut {
+        #[arg(long)]
+        stream: String,
+        #[arg(long, default_value_t = 200_000)]
+        records: u64,
+        /// Bytes of data per record.
+        #[arg(long, default_value_t = 100)]
+        size: usize,
+        /// Records per PutRecords call.
+        #[arg(long, default_value_t = 500)]
+        batch: usize,
+        /// Calls in flight at once.
+        #[arg(long, default_value_t = 8)]
+        concurrency: u64,
+    },
+    /// Put→get latency at a fixed rate: one record per put, read back by a
+    /// polling reader; prints p50/p99 in milliseconds.
+    StreamLatency {
+        #[arg(long)]
+        stream: String,
+        /// Records per second.
+        #[arg(long, default_value_t = 200)]
+        rate: u64,
+        #[arg(long, default_value_t = 2000)]
+        records: u64,
+        #[arg(long, default_value_t = 100)]
+        size: usize,
+    },
 }
 
 pub async fn run(g: &Global, cmd: BenchCmd) -> anyhow::Result<()> {
     match cmd {
+        BenchCmd::StreamPut {
+            stream,
+            records,
+            size,
+            batch,
+            concurrency,
+        } => super::bench_streams::put(g, &stream, records, size, batch, concurrency).await,
+        BenchCmd::StreamLatency {
+            stream,
+            rate,
+            records,
+            size,
+        } => super::bench_streams::latency(g, &stream, rate, records, size).await,
         BenchCmd::CreateFiles {
             count,
             concurrency,

@@ -34,6 +34,11 @@ pub struct UpArgs {
     /// Shut down after the steps and exit with their status (a transient cluster).
     #[arg(long, requires = "steps")]
     pub terminate: bool,
+    /// Port of the HTTP endpoint (metrics, Kinesis API); 0 picks a free one.
+    #[arg(long, default_value_t = 0)]
+    pub http_port: u16,
+    #[command(flatten)]
+    pub stream: super::roles::StreamArgs,
 }
 
 #[derive(clap::Args, Debug)]
@@ -63,6 +68,8 @@ fn options(a: &UpArgs) -> anyhow::Result<LocalOptions> {
     if let Some(b) = a.block_size {
         o.block_size = b;
     }
+    o.http_port = a.http_port;
+    o.streams = a.stream.config();
     Ok(o)
 }
 
@@ -80,6 +87,10 @@ pub async fn run_up(a: UpArgs) -> anyhow::Result<()> {
     );
     println!("  BASIN_MASTER={}", cluster.master_addrs.join(","));
     println!("  BASIN_TOKEN={}", cluster.token);
+    println!(
+        "  BASIN_KINESIS_URL={}   (AWS SDKs: endpoint_url)",
+        cluster.kinesis_url
+    );
     println!(
         "  env file: {}   (source it in another shell: set -a; . {}; set +a)",
         cluster.env_file.display(),
@@ -132,6 +143,61 @@ async fn upload(dfs: &DfsClient, local: &std::path::Path, dest: &str) -> anyhow:
     let src = transfer::local_source(local).await?;
     let sink = transfer::create(dfs, &Location::parse(dest)?, &CreateOptions::default()).await?;
     transfer::pump(src, sink, &|_| {}).await?;
+    Ok(())
+}
+
+/// Streams: create, put with several keys, read back in order, split a shard.
+async fn stream_tour(cluster: &LocalCluster) -> anyhow::Result<()> {
+    use basin_client::streams::{PutEntry, PutOutcome, StreamClient};
+    let sc = StreamClient::new(cluster.master_client());
+    println!("== stream create clicks --shards 2");
+    sc.create("clicks", 2, 0, 0).await?;
+    println!("== stream put clicks   (300 records, 10 partition keys)");
+    let entries: Vec<PutEntry> = (0..300)
+        .map(|i| PutEntry {
+            partition_key: format!("user-{}", i % 10),
+            explicit_hash_key: None,
+            data: bytes::Bytes::from(format!("click {i}")),
+        })
+        .collect();
+    let out = sc.put_records("clicks", entries).await?;
+    let ok = out
+        .iter()
+        .filter(|o| matches!(o, PutOutcome::Ok { .. }))
+        .count();
+    if ok != 300 {
+        bail!("only {ok} of 300 records were acknowledged");
+    }
+    let info = sc.describe("clicks").await?;
+    let mut read = 0;
+    for s in &info.shards {
+        let r = sc.get_records("clicks", &s.shard_id, 0, 10_000).await?;
+        println!(
+            "   {}: {} records, seq {}..{}, primary node {}, in sync {:?}",
+            s.shard_id,
+            r.records.len(),
+            r.records.first().map(|x| x.seq).unwrap_or(0),
+            r.records.last().map(|x| x.seq).unwrap_or(0),
+            s.primary,
+            s.isr
+        );
+        read += r.records.len();
+    }
+    if read != 300 {
+        bail!("read back {read} records, put 300");
+    }
+    println!("== stream split clicks shardId-000000000000");
+    let s0 = &info.shards[0];
+    let (a, b): (u128, u128) = (s0.start_hash.parse()?, s0.end_hash.parse()?);
+    let info = sc
+        .split("clicks", &s0.shard_id, a + (b - a) / 2 + 1)
+        .await?;
+    println!(
+        "   {} shards, {} open; the Kinesis API is at {}",
+        info.shards.len(),
+        info.shards.iter().filter(|s| s.open).count(),
+        cluster.kinesis_url
+    );
     Ok(())
 }
 
@@ -216,6 +282,7 @@ async fn tour(cluster: &LocalCluster, dir: &std::path::Path) -> anyhow::Result<(
     if the.as_deref() != Some("600") {
         bail!("wordcount counted \"the\" {:?} times, expected 600", the);
     }
+    stream_tour(cluster).await?;
     println!("== dfs fsck /");
     let f = dfs.fsck("/").await?;
     println!(

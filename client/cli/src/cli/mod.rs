@@ -2,6 +2,7 @@
 //! global options.
 
 pub mod bench_cmd;
+pub mod bench_streams;
 pub mod cluster_cmd;
 pub mod dfs_cmd;
 pub mod job_cmd;

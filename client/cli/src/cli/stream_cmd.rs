@@ -116,7 +116,7 @@ pub enum StreamCmd {
 }
 
 fn client(g: &Global) -> anyhow::Result<StreamClient> {
-    Ok(StreamClient::new(g.masters()?))
+    Ok(StreamClient::new(g.masters()?).with_external(g.external_addrs))
 }
 
 fn print_info(g: &Global, info: &pb::StreamInfo) {
