@@ -81,7 +81,8 @@ fn hundred_thousand_records_over_four_shards() {
 /// every acknowledged record is readable afterwards, in order, once.
 #[test]
 fn primary_failover_loses_no_acknowledged_record() {
-    let mut c = Cluster::start(spec()).expect("cluster");
+    // A fourth core worker gives the lost replica somewhere to go.
+    let mut c = Cluster::start(Spec { core: 4, ..spec() }).expect("cluster");
     let rt = runtime();
     let run = |c: &mut Cluster| -> anyhow::Result<()> {
         c.ok(&["stream", "create", "orders", "--shards", "2"])?;
@@ -122,6 +123,16 @@ fn primary_failover_loses_no_acknowledged_record() {
         );
         let read = read_all(c, "orders")?;
         check_against_acks(&read, &acked)?;
+        // The lost replica is re-created on the spare worker, which catches up and joins the in-sync set.
+        wait_for(
+            "shard 0 back at three in-sync replicas",
+            Duration::from_secs(60),
+            || {
+                let s = rt.block_on(sc.describe("orders")).ok()?.shards[0].clone();
+                (s.replicas.len() == 3 && !s.replicas.contains(&victim_id) && s.isr.len() == 3)
+                    .then_some(())
+            },
+        )?;
         Ok(())
     };
     if let Err(e) = run(&mut c) {
@@ -194,6 +205,67 @@ fn split_and_merge_under_load() {
         let used: std::collections::BTreeSet<&str> =
             acked.iter().map(|a| a.shard.as_str()).collect();
         anyhow::ensure!(used.len() == 5, "records went to {used:?}");
+        // UpdateShardCount: 2 open shards become 3 uniform ones (children with several parents).
+        c.ok(&["stream", "scale", "events", "3"])?;
+        produce(&mut acked, 20)?;
+        let info = rt.block_on(sc.describe("events"))?;
+        let open: Vec<_> = info.shards.iter().filter(|s| s.open).collect();
+        anyhow::ensure!(open.len() == 3, "open after scale: {}", open.len());
+        anyhow::ensure!(
+            open.iter().any(|s| s.parents.len() == 2),
+            "a scaled shard should have two parents: {open:?}"
+        );
+        let read = wait_for("a full read after scaling", Duration::from_secs(30), || {
+            let r = read_all(&c, "events").ok()?;
+            (r.len() >= acked.len()).then_some(r)
+        })?;
+        check_against_acks(&read, &acked)?;
+        Ok(())
+    };
+    if let Err(e) = run() {
+        c.dump_logs();
+        panic!("{e:#}");
+    }
+}
+
+/// Enhanced fan-out: a registered consumer gets records pushed over
+/// SubscribeToShard, from every open shard.
+#[test]
+fn registered_consumer_gets_pushed_records() {
+    let c = Cluster::start(spec()).expect("cluster");
+    let rt = runtime();
+    let run = || -> anyhow::Result<()> {
+        c.ok(&["stream", "create", "push", "--shards", "2"])?;
+        c.ok(&["stream", "consumer", "push", "dashboard"])?;
+        let info = c.json(&["stream", "describe", "push"])?;
+        anyhow::ensure!(
+            info["consumers"][0] == "dashboard",
+            "consumer not registered: {info}"
+        );
+        let sc = client(&c);
+        let recs: Vec<(String, String)> = (0..200)
+            .map(|i| (format!("k{i}"), format!("p{i}")))
+            .collect();
+        rt.block_on(put_batch(&sc, "push", recs))?;
+        let out = c.ok(&[
+            "--json",
+            "stream",
+            "read",
+            "push",
+            "--consumer",
+            "dashboard",
+            "--limit",
+            "200",
+            "--idle-exit",
+            "20s",
+        ])?;
+        let read = basin_tests::streams::parse_read_lines(&out)?;
+        let got: std::collections::BTreeSet<&str> = read.iter().map(|r| r.data.as_str()).collect();
+        anyhow::ensure!(
+            got.len() == 200,
+            "pushed {} distinct records of 200",
+            got.len()
+        );
         Ok(())
     };
     if let Err(e) = run() {

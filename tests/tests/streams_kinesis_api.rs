@@ -29,10 +29,25 @@ fn boto3_client_round_trip() -> anyhow::Result<()> {
         println!("SKIPPED: boto3 not installed");
         return Ok(());
     }
+    // The masters verify SigV4 with the script's key, so a signed SDK request is checked end to end.
     let c = Cluster::start(Spec {
         task: 0,
+        extra_master_args: vec!["--kinesis-keys".into(), "basin=basin-secret".into()],
         ..Spec::default()
     })?;
+    let (code, body) = http_post(
+        &c.masters[0].http,
+        "/",
+        &[
+            (TARGET, "Kinesis_20131202.ListStreams"),
+            ("Content-Type", JSON_11),
+        ],
+        b"{}",
+    )?;
+    assert!(
+        code == 400 && body.contains("MissingAuthenticationToken"),
+        "an unsigned request was not refused: {code} {body}"
+    );
     let endpoint = format!("http://{}", c.masters[0].http);
     let out = Command::new("python3")
         .arg(script())

@@ -59,6 +59,15 @@ fn shard_info(s: &FsState, sh: &Shard) -> pb::ShardInfo {
         created_ms: sh.created_ms,
         primary_addr: node.map(|n| n.addr.clone()).unwrap_or_default(),
         primary_external_addr: node.map(|n| n.external_addr.clone()).unwrap_or_default(),
+        parents: if sh.parents.is_empty() {
+            sh.parent
+                .iter()
+                .chain(&sh.adjacent_parent)
+                .cloned()
+                .collect()
+        } else {
+            sh.parents.clone()
+        },
     }
 }
 

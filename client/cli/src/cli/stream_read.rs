@@ -68,8 +68,10 @@ fn emit(json: bool, shard: &str, recs: &[pb::StoredRecord], p: &mut Progress) ->
 }
 
 fn parents(s: &pb::ShardInfo) -> Vec<&str> {
-    [s.parent.as_str(), s.adjacent_parent.as_str()]
-        .into_iter()
+    s.parents
+        .iter()
+        .map(String::as_str)
+        .chain([s.parent.as_str(), s.adjacent_parent.as_str()])
         .filter(|p| !p.is_empty())
         .collect()
 }
