@@ -297,6 +297,8 @@ pub struct StreamClient {
     /// Use workers' external addresses (clients outside a container network).
     external: bool,
     maps: Arc<Mutex<HashMap<String, Arc<pb::StreamInfo>>>>,
+    /// One HTTP/2 connection per worker, reused by every call.
+    channels: Arc<Mutex<HashMap<String, basin_common::rpc::AuthChannel>>>,
     /// How long a put or read keeps retrying moved primaries and throttling.
     pub retry_for: Duration,
     /// Retry records refused for throttling (off: report them as failed).
@@ -310,6 +312,7 @@ impl StreamClient {
             masters,
             external: std::env::var("BASIN_EXTERNAL_ADDRS").is_ok_and(|v| v == "1"),
             maps: Arc::new(Mutex::new(HashMap::new())),
+            channels: Arc::new(Mutex::new(HashMap::new())),
             retry_for: Duration::from_secs(30),
             retry_throttled: true,
         }
@@ -541,7 +544,17 @@ impl StreamClient {
         &self,
         addr: &str,
     ) -> Result<pb::worker_client::WorkerClient<basin_common::rpc::AuthChannel>> {
-        let ch = self.connector.channel(addr).map_err(StreamError::from)?;
+        let cached = self.channels.lock().ok().and_then(|m| m.get(addr).cloned());
+        let ch = match cached {
+            Some(ch) => ch,
+            None => {
+                let ch = self.connector.channel(addr).map_err(StreamError::from)?;
+                if let Ok(mut m) = self.channels.lock() {
+                    m.insert(addr.to_string(), ch.clone());
+                }
+                ch
+            }
+        };
         Ok(pb::worker_client::WorkerClient::new(ch)
             .max_decoding_message_size(basin_common::MAX_MESSAGE_BYTES)
             .max_encoding_message_size(basin_common::MAX_MESSAGE_BYTES))

@@ -9,7 +9,6 @@ use basin_proto::master_server::MasterServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Server, ServerTlsConfig};
 use tracing::info;
 
@@ -87,7 +86,7 @@ pub async fn start(
         .add_service(raft.service());
     let mut rx = stop_rx;
     let server = tokio::spawn(router.serve_with_incoming_shutdown(
-        TcpListenerStream::new(listener),
+        basin_common::incoming_nodelay(listener),
         async move {
             let _ = rx.wait_for(|s| *s).await;
         },

@@ -12,7 +12,6 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Server, ServerTlsConfig};
 use tracing::info;
 
@@ -141,7 +140,7 @@ pub async fn start(
             .initial_connection_window_size(Some(32 * 1024 * 1024))
             .layer(RequireTokenLayer::new(token))
             .add_service(svc)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+            .serve_with_incoming_shutdown(basin_common::incoming_nodelay(listener), async move {
                 let _ = rx.wait_for(|s| *s).await;
             }),
     );

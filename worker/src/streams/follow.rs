@@ -87,9 +87,9 @@ async fn follow(host: &StreamHost, r: &Arc<Replica>) -> Step {
         .iter()
         .map(|e| (e.epoch, e.start_seq))
         .collect();
-    let (mine, my_end) = {
-        let log = r.log.lock().unwrap_or_else(|p| p.into_inner());
-        (log.epochs(), log.end_seq())
+    let (mine, my_end) = match r.with_log(|l| Ok((l.epochs(), l.end_seq()))).await {
+        Ok(x) => x,
+        Err(e) => return Step::Retry(e.to_string()),
     };
     let cut = divergence(&mine, my_end, &primary_hist, probe.end_seq);
     if cut < my_end {

@@ -149,17 +149,24 @@ pub async fn get_records(
 ) -> Result<pb::GetRecordsResponse, Status> {
     let r = primary(host, &req.stream, &req.shard)?;
     let hw = r.high_watermark();
-    let (start, end, closed) = {
-        let l = r.log.lock().unwrap_or_else(|p| p.into_inner());
-        (l.start_seq(), l.end_seq(), r.is_closed())
-    };
+    // Under the log lock (in the blocking pool: an append may hold it through its fsync).
+    let closed_flag = r.closed.clone();
+    let ts = req.at_timestamp_ms;
+    let (start, end, closed, at_time) = r
+        .with_log(move |l| {
+            Ok((
+                l.start_seq(),
+                l.end_seq(),
+                closed_flag.load(std::sync::atomic::Ordering::SeqCst),
+                l.seq_at_time(ts),
+            ))
+        })
+        .await
+        .map_err(|e| internal(format!("read failed: {e}")))?;
     let from = match req.seek {
         1 => start,
         2 => hw,
-        3 => {
-            let l = r.log.lock().unwrap_or_else(|p| p.into_inner());
-            l.seq_at_time(req.at_timestamp_ms).min(hw)
-        }
+        3 => at_time.min(hw),
         _ => req.from_seq.max(start),
     };
     if req.seek != 0 && req.limit == 0 {
@@ -218,8 +225,10 @@ pub async fn get_records(
     let millis_behind = if next_seq >= hw {
         0
     } else {
-        let l = r.log.lock().unwrap_or_else(|p| p.into_inner());
-        l.arrival_of(next_seq)
+        r.with_log(move |l| Ok(l.arrival_of(next_seq)))
+            .await
+            .ok()
+            .flatten()
             .map(|t| (basin_common::now_ms() - t).max(0))
             .unwrap_or(0)
     };
@@ -291,19 +300,22 @@ pub async fn replica_fetch(
             req.node_id, req.stream, req.shard
         )));
     }
-    let shape = |r: &Replica| {
-        let l = r.log.lock().unwrap_or_else(|p| p.into_inner());
-        (
-            l.epochs()
-                .into_iter()
-                .map(|(epoch, start_seq)| pb::EpochStart { epoch, start_seq })
-                .collect::<Vec<_>>(),
-            l.start_seq(),
-            l.end_seq(),
-        )
+    let shape = |r: Arc<Replica>| async move {
+        r.with_log(|l| {
+            Ok((
+                l.epochs()
+                    .into_iter()
+                    .map(|(epoch, start_seq)| pb::EpochStart { epoch, start_seq })
+                    .collect::<Vec<_>>(),
+                l.start_seq(),
+                l.end_seq(),
+            ))
+        })
+        .await
+        .map_err(|e| internal(format!("read failed: {e}")))
     };
     if req.from_seq == PROBE {
-        let (history, start_seq, end_seq) = shape(&r);
+        let (history, start_seq, end_seq) = shape(r.clone()).await?;
         return Ok(pb::ReplicaFetchResponse {
             records: vec![],
             high_watermark: r.high_watermark(),
@@ -335,7 +347,7 @@ pub async fn replica_fetch(
         // Waiting at the end counts as caught up.
         note(req.from_seq);
     }
-    let (_, start_seq, end_seq) = shape(&r);
+    let (_, start_seq, end_seq) = shape(r.clone()).await?;
     let from = req.from_seq;
     let recs = if from >= start_seq && from < end_seq {
         r.with_log(move |l| l.read(from, end_seq, 2000, 4 * 1024 * 1024))

@@ -2,8 +2,11 @@
 
 use indicatif::{ProgressBar, ProgressStyle};
 
+/// Prints JSON to stdout; a closed pipe (`| head`) is not an error.
 pub fn print_json(v: &serde_json::Value) {
-    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+    use std::io::Write;
+    let text = serde_json::to_string_pretty(v).unwrap_or_default();
+    let _ = writeln!(std::io::stdout().lock(), "{text}");
 }
 
 /// A byte progress bar on stderr (hidden when stderr is not a terminal).
