@@ -94,27 +94,39 @@ fn primary_failover_loses_no_acknowledged_record() {
             .iter()
             .position(|w| c.node_id(&w.name).ok() == Some(victim_id))
             .expect("primary's worker");
-        let mut acked: Vec<Acked> = Vec::new();
-        let mut next = 0usize;
-        let mut batch = |acked: &mut Vec<Acked>| -> anyhow::Result<()> {
-            let recs: Vec<(String, String)> = (0..20)
-                .map(|j| {
-                    let i = next + j;
-                    (format!("k{}", i % 37), format!("v{i}"))
-                })
-                .collect();
-            next += 20;
-            acked.extend(rt.block_on(put_batch(&sc, "orders", recs))?);
-            Ok(())
+        // The producer runs on its own task; the kill lands while puts are in flight.
+        let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Acked>::new()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let producer = {
+            let (sc, acked, stop) = (sc.clone(), acked.clone(), stop.clone());
+            rt.spawn(async move {
+                let mut next = 0usize;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let recs: Vec<(String, String)> = (0..20)
+                        .map(|j| {
+                            let i = next + j;
+                            (format!("k{}", i % 37), format!("v{i}"))
+                        })
+                        .collect();
+                    next += 20;
+                    let got = put_batch(&sc, "orders", recs).await?;
+                    acked.lock().expect("acks").extend(got);
+                }
+                Ok::<_, anyhow::Error>(())
+            })
         };
-        while acked.len() < 2000 {
-            batch(&mut acked)?;
-        }
+        let count = || acked.lock().map(|a| a.len()).unwrap_or(0);
+        wait_for("2000 acknowledged records", Duration::from_secs(60), || {
+            (count() >= 2000).then_some(())
+        })?;
         c.workers[victim].kill9();
-        let before = acked.len();
-        while acked.len() < before + 2000 {
-            batch(&mut acked)?;
-        }
+        let before = count();
+        wait_for("2000 more after the kill", Duration::from_secs(120), || {
+            (count() >= before + 2000).then_some(())
+        })?;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        rt.block_on(producer)??;
+        let acked = acked.lock().expect("acks").clone();
         let info = rt.block_on(sc.describe("orders"))?;
         anyhow::ensure!(
             info.shards[0].primary != victim_id && info.shards[0].epoch > 1,
