@@ -8,6 +8,7 @@
 //!   scheduler that hands tasks to workers, and job RPCs.
 //! - [`streams`]: stream and shard metadata (replicated), shard primaries and
 //!   failover, consumer groups, and the Kinesis JSON HTTP API.
+//! - [`warehouse`]: the warehouse catalog (compute nodes, tables, segments).
 //! - [`service`]: the `Master` gRPC handlers.
 //! - [`server`]: start-up and shutdown of one master on a bound listener.
 
@@ -20,6 +21,7 @@ pub mod raft;
 pub mod server;
 pub mod service;
 pub mod streams;
+pub mod warehouse;
 
 pub use config::MasterConfig;
 pub use server::{RunningMaster, start};

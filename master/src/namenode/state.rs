@@ -194,6 +194,7 @@ pub enum Command {
     },
     Job(crate::jobtracker::state::JobCommand),
     Stream(crate::streams::state::StreamCommand),
+    Warehouse(crate::warehouse::state::WarehouseCommand),
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -225,6 +226,9 @@ pub struct FsState {
     /// Streams and shards (see `crate::streams::state`).
     #[serde(default)]
     pub streams: crate::streams::state::StreamsState,
+    /// The warehouse catalog (see `crate::warehouse::state`).
+    #[serde(default)]
+    pub warehouse: crate::warehouse::state::WarehouseState,
 }
 
 impl Default for FsState {
@@ -240,6 +244,7 @@ impl Default for FsState {
             next_node_id: 1,
             jobs: Default::default(),
             streams: Default::default(),
+            warehouse: Default::default(),
         }
     }
 }
@@ -324,6 +329,7 @@ impl FsState {
             },
             Command::Job(cmd) => self.apply_job(cmd),
             Command::Stream(cmd) => self.apply_stream(cmd),
+            Command::Warehouse(cmd) => self.apply_warehouse(cmd),
         };
         r.unwrap_or_else(CommandResult::Err)
     }

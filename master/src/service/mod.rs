@@ -10,6 +10,7 @@ use tonic::{Request, Response, Status};
 use crate::jobtracker::rpc as jobs;
 use crate::namenode::Namenode;
 use crate::streams::rpc as streams;
+use crate::warehouse::rpc as warehouse;
 
 pub struct MasterService {
     pub nn: Namenode,
@@ -196,6 +197,36 @@ impl Master for MasterService {
         count(
             "group_heartbeat",
             streams::group_heartbeat(&self.nn, r.into_inner()).await,
+        )
+    }
+    async fn register_compute(
+        &self,
+        r: Request<pb::RegisterComputeRequest>,
+    ) -> R<pb::RegisterComputeResponse> {
+        count(
+            "register_compute",
+            warehouse::register_compute(&self.nn, r.into_inner()).await,
+        )
+    }
+    async fn get_catalog(&self, _r: Request<pb::Empty>) -> R<pb::WhCatalog> {
+        count("get_catalog", warehouse::catalog(&self.nn))
+    }
+    async fn create_table(&self, r: Request<pb::CreateTableRequest>) -> R<pb::Empty> {
+        count(
+            "create_table",
+            warehouse::create_table(&self.nn, r.into_inner()).await,
+        )
+    }
+    async fn drop_table(&self, r: Request<pb::DropTableRequest>) -> R<pb::Empty> {
+        count(
+            "drop_table",
+            warehouse::drop_table(&self.nn, r.into_inner()).await,
+        )
+    }
+    async fn commit_segments(&self, r: Request<pb::CommitSegmentsRequest>) -> R<pb::Empty> {
+        count(
+            "commit_segments",
+            warehouse::commit_segments(&self.nn, r.into_inner()).await,
         )
     }
     async fn report_bad_block(&self, r: Request<pb::BadBlockRequest>) -> R<pb::Empty> {

@@ -1,0 +1,145 @@
+//! Warehouse catalog RPCs (called by leaders and compute nodes).
+
+use basin_proto as pb;
+use tonic::Status;
+
+use super::state::{Column, Segment, Table, WarehouseCommand};
+use crate::namenode::Namenode;
+use crate::namenode::state::{Command, CommandResult};
+
+fn segment_from(s: pb::WhSegment) -> Segment {
+    Segment {
+        id: s.id,
+        slice: s.slice,
+        rows: s.rows,
+        bytes: s.bytes,
+    }
+}
+
+pub async fn register_compute(
+    nn: &Namenode,
+    r: pb::RegisterComputeRequest,
+) -> Result<pb::RegisterComputeResponse, Status> {
+    if r.uuid.is_empty() || r.addr.is_empty() || r.slices == 0 {
+        return Err(Status::invalid_argument(
+            "a compute node registers with a uuid, an address and at least one slice",
+        ));
+    }
+    match nn
+        .write(Command::Warehouse(WarehouseCommand::RegisterCompute {
+            uuid: r.uuid,
+            addr: r.addr.clone(),
+            slices: r.slices,
+        }))
+        .await?
+    {
+        CommandResult::NodeId(id) => {
+            tracing::info!(node_id = nn.cfg.id, compute = id, addr = %r.addr, "compute node registered");
+            Ok(pb::RegisterComputeResponse { node_id: id })
+        }
+        other => Err(Status::internal(format!("unexpected result {other:?}"))),
+    }
+}
+
+pub fn catalog(nn: &Namenode) -> Result<pb::WhCatalog, Status> {
+    nn.require_leader()?;
+    Ok(nn.read(|s| {
+        let w = &s.warehouse;
+        pb::WhCatalog {
+            tables: w
+                .tables
+                .values()
+                .map(|t| pb::WhTable {
+                    name: t.name.clone(),
+                    columns: t
+                        .columns
+                        .iter()
+                        .map(|c| pb::WhColumn {
+                            name: c.name.clone(),
+                            data_type: c.data_type.clone(),
+                            nullable: c.nullable,
+                        })
+                        .collect(),
+                    diststyle: t.diststyle.clone(),
+                    distkey: t.distkey.clone().unwrap_or_default(),
+                    sortkey: t.sortkey.clone(),
+                    segments: t
+                        .segments
+                        .iter()
+                        .map(|g| pb::WhSegment {
+                            id: g.id.clone(),
+                            slice: g.slice,
+                            rows: g.rows,
+                            bytes: g.bytes,
+                        })
+                        .collect(),
+                    created_ms: t.created_ms,
+                })
+                .collect(),
+            computes: w
+                .computes
+                .values()
+                .map(|c| pb::WhCompute {
+                    id: c.id,
+                    addr: c.addr.clone(),
+                    slices: c.slices,
+                    uuid: c.uuid.clone(),
+                })
+                .collect(),
+        }
+    }))
+}
+
+pub async fn create_table(nn: &Namenode, r: pb::CreateTableRequest) -> Result<pb::Empty, Status> {
+    let t = r
+        .table
+        .ok_or_else(|| Status::invalid_argument("missing table"))?;
+    if t.name.is_empty() || t.columns.is_empty() {
+        return Err(Status::invalid_argument("a table needs a name and columns"));
+    }
+    let table = Table {
+        name: t.name,
+        columns: t
+            .columns
+            .into_iter()
+            .map(|c| Column {
+                name: c.name,
+                data_type: c.data_type,
+                nullable: c.nullable,
+            })
+            .collect(),
+        diststyle: t.diststyle,
+        distkey: Some(t.distkey).filter(|k| !k.is_empty()),
+        sortkey: t.sortkey,
+        segments: vec![],
+        created_ms: basin_common::now_ms(),
+    };
+    nn.write(Command::Warehouse(WarehouseCommand::CreateTable {
+        table,
+        if_not_exists: r.if_not_exists,
+    }))
+    .await?;
+    Ok(pb::Empty {})
+}
+
+pub async fn drop_table(nn: &Namenode, r: pb::DropTableRequest) -> Result<pb::Empty, Status> {
+    nn.write(Command::Warehouse(WarehouseCommand::DropTable {
+        name: r.name,
+        if_exists: r.if_exists,
+    }))
+    .await?;
+    Ok(pb::Empty {})
+}
+
+pub async fn commit_segments(
+    nn: &Namenode,
+    r: pb::CommitSegmentsRequest,
+) -> Result<pb::Empty, Status> {
+    nn.write(Command::Warehouse(WarehouseCommand::CommitSegments {
+        table: r.table,
+        segments: r.segments.into_iter().map(segment_from).collect(),
+        replace: r.replace,
+    }))
+    .await?;
+    Ok(pb::Empty {})
+}
