@@ -1,7 +1,16 @@
-//! The Basin warehouse tier (leader and compute nodes).
+//! The Basin warehouse tier (Redshift).
 //!
-//! A shell until the warehouse issue lands: the leader will plan SQL with
-//! DataFusion and hand fragments to compute nodes over Arrow Flight.
+//! - [`compute`]: a compute node: slices holding each table's rows as Parquet
+//!   segments, served over Arrow Flight (`DoPut` writes, `DoGet` scans).
+//! - [`engine`]: the leader's SQL engine: Redshift DDL (DISTSTYLE, DISTKEY,
+//!   SORTKEY), INSERT routed to slices, queries planned and run by DataFusion;
+//!   the catalog lives in the master.
+//! - [`pg`]: the PostgreSQL wire protocol in front of the engine.
+//! - [`error`]: errors with their SQLSTATEs.
 
-/// Whether this build includes the warehouse tier.
-pub const AVAILABLE: bool = false;
+pub mod compute;
+pub mod engine;
+pub mod error;
+pub mod pg;
+
+pub use engine::Engine;

@@ -1,0 +1,278 @@
+//! The PostgreSQL wire protocol (pgwire) in front of the engine: psql and
+//! drivers connect with a password (the cluster token is the admin
+//! password), send statements, and get typed rows or errors with SQLSTATEs.
+
+use std::sync::Arc;
+
+use arrow::array::Array;
+use arrow::datatypes::DataType;
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+use async_trait::async_trait;
+use futures::stream;
+use pgwire::api::auth::cleartext::CleartextPasswordAuthStartupHandler;
+use pgwire::api::auth::{
+    AuthSource, DefaultServerParameterProvider, LoginInfo, Password, StartupHandler,
+};
+use pgwire::api::query::SimpleQueryHandler;
+use pgwire::api::results::{DataRowEncoder, FieldFormat, FieldInfo, QueryResponse, Response, Tag};
+use pgwire::api::store::PortalStore;
+use pgwire::api::{ClientInfo, ClientPortalStore, PgWireServerHandlers, Type};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use tokio::net::TcpListener;
+
+use crate::engine::{Engine, Outcome};
+use crate::error::WarehouseError;
+
+/// The PostgreSQL type a column is sent as.
+pub fn pg_type(dt: &DataType) -> Type {
+    match dt {
+        DataType::Boolean => Type::BOOL,
+        DataType::Int8 | DataType::Int16 | DataType::UInt8 => Type::INT2,
+        DataType::Int32 | DataType::UInt16 => Type::INT4,
+        DataType::Int64 | DataType::UInt32 | DataType::UInt64 => Type::INT8,
+        DataType::Float16 | DataType::Float32 => Type::FLOAT4,
+        DataType::Float64 => Type::FLOAT8,
+        DataType::Decimal32(..)
+        | DataType::Decimal64(..)
+        | DataType::Decimal128(..)
+        | DataType::Decimal256(..) => Type::NUMERIC,
+        DataType::Date32 | DataType::Date64 => Type::DATE,
+        DataType::Timestamp(_, None) => Type::TIMESTAMP,
+        DataType::Timestamp(_, Some(_)) => Type::TIMESTAMPTZ,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Type::VARCHAR,
+        _ => Type::TEXT,
+    }
+}
+
+fn user_error(e: &WarehouseError) -> PgWireError {
+    PgWireError::UserError(Box::new(ErrorInfo::new(
+        "ERROR".to_string(),
+        e.sqlstate().to_string(),
+        e.to_string(),
+    )))
+}
+
+/// Rows as PostgreSQL text-format values.
+fn rows_response(
+    schema: arrow::datatypes::SchemaRef,
+    batches: Vec<arrow::array::RecordBatch>,
+) -> PgWireResult<Response> {
+    let fields: Vec<FieldInfo> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            FieldInfo::new(
+                f.name().clone(),
+                None,
+                None,
+                pg_type(f.data_type()),
+                FieldFormat::Text,
+            )
+        })
+        .collect();
+    let fields = Arc::new(fields);
+    let opts = FormatOptions::default();
+    let mut rows = Vec::new();
+    for b in &batches {
+        let fmts = b
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &opts))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| user_error(&WarehouseError::Arrow(e)))?;
+        for r in 0..b.num_rows() {
+            let mut enc = DataRowEncoder::new(fields.clone());
+            for (c, f) in fmts.iter().enumerate() {
+                let col = b.column(c);
+                let v: Option<String> = if col.is_null(r) {
+                    None
+                } else if let Some(x) = float_value(col.as_ref(), r) {
+                    Some(pg_float(x))
+                } else if col.data_type() == &DataType::Boolean {
+                    Some(if f.value(r).to_string() == "true" {
+                        "t".into()
+                    } else {
+                        "f".into()
+                    })
+                } else {
+                    Some(f.value(r).to_string())
+                };
+                enc.encode_field(&v)?;
+            }
+            rows.push(Ok(enc.take_row()));
+        }
+    }
+    Ok(Response::Query(QueryResponse::new(
+        fields,
+        stream::iter(rows),
+    )))
+}
+
+fn float_value(col: &dyn Array, row: usize) -> Option<f64> {
+    use arrow::array::{Float32Array, Float64Array};
+    match col.data_type() {
+        DataType::Float64 => col
+            .as_any()
+            .downcast_ref::<Float64Array>()
+            .map(|a| a.value(row)),
+        DataType::Float32 => col
+            .as_any()
+            .downcast_ref::<Float32Array>()
+            .map(|a| a.value(row) as f64),
+        _ => None,
+    }
+}
+
+/// A float as PostgreSQL prints it (`1860`, `10.5`, `NaN`, `Infinity`).
+fn pg_float(x: f64) -> String {
+    if x.is_nan() {
+        "NaN".into()
+    } else if x.is_infinite() {
+        if x > 0.0 {
+            "Infinity".into()
+        } else {
+            "-Infinity".into()
+        }
+    } else {
+        format!("{x}")
+    }
+}
+
+/// Splits a simple-query string into statements at semicolons outside quotes.
+pub fn split_statements(sql: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quote: Option<char> = None;
+    for ch in sql.chars() {
+        match (quote, ch) {
+            (None, '\'' | '"') => {
+                quote = Some(ch);
+                cur.push(ch);
+            }
+            (Some(q), c) if c == q => {
+                quote = None;
+                cur.push(ch);
+            }
+            (None, ';') => {
+                if !cur.trim().is_empty() {
+                    out.push(std::mem::take(&mut cur));
+                }
+                cur.clear();
+            }
+            _ => cur.push(ch),
+        }
+    }
+    if !cur.trim().is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+pub struct Handler {
+    engine: Engine,
+}
+
+#[async_trait]
+impl SimpleQueryHandler for Handler {
+    async fn do_query<C>(&self, _client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+    {
+        let mut out = Vec::new();
+        for stmt in split_statements(query) {
+            match self.engine.execute(&stmt).await {
+                Ok(Outcome::Rows { schema, batches }) => out.push(rows_response(schema, batches)?),
+                Ok(Outcome::Done(tag)) => {
+                    let mut parts = tag.rsplitn(2, ' ');
+                    let last = parts.next().unwrap_or_default();
+                    let t = match (last.parse::<usize>(), parts.next()) {
+                        (Ok(n), Some(head)) => Tag::new(head).with_rows(n),
+                        _ => Tag::new(&tag),
+                    };
+                    out.push(Response::Execution(t));
+                }
+                Err(e) => {
+                    out.push(Response::Error(Box::new(ErrorInfo::new(
+                        "ERROR".to_string(),
+                        e.sqlstate().to_string(),
+                        e.to_string(),
+                    ))));
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Admin login: the cluster token is the password.
+#[derive(Debug)]
+struct TokenAuth {
+    token: String,
+}
+
+#[async_trait]
+impl AuthSource for TokenAuth {
+    async fn get_password(&self, _login: &LoginInfo) -> PgWireResult<Password> {
+        Ok(Password::new(None, self.token.as_bytes().to_vec()))
+    }
+}
+
+struct Factory {
+    handler: Arc<Handler>,
+    startup: Arc<CleartextPasswordAuthStartupHandler<TokenAuth, DefaultServerParameterProvider>>,
+}
+
+impl PgWireServerHandlers for Factory {
+    fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
+        self.handler.clone()
+    }
+    fn startup_handler(&self) -> Arc<impl StartupHandler> {
+        self.startup.clone()
+    }
+}
+
+/// Serves the PostgreSQL protocol on a bound listener until `stop` fires.
+pub async fn serve(
+    listener: TcpListener,
+    engine: Engine,
+    token: String,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let factory = Arc::new(Factory {
+        handler: Arc::new(Handler { engine }),
+        startup: Arc::new(CleartextPasswordAuthStartupHandler::new(
+            TokenAuth { token },
+            DefaultServerParameterProvider::default(),
+        )),
+    });
+    loop {
+        tokio::select! {
+            r = listener.accept() => {
+                let Ok((sock, peer)) = r else { continue };
+                let _ = sock.set_nodelay(true);
+                let f = factory.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = pgwire::tokio::process_socket(sock, None, f).await {
+                        tracing::debug!(%peer, "pg connection ended: {e}");
+                    }
+                });
+            }
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statements_split_outside_quotes() {
+        assert_eq!(
+            split_statements("select 'a;b'; select 2;"),
+            vec!["select 'a;b'".to_string(), " select 2".to_string()]
+        );
+    }
+}
