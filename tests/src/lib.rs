@@ -287,6 +287,45 @@ impl Cluster {
         Ok(self.workers.len() - 1)
     }
 
+    /// Starts another role (`leader`, `compute`) on a free port; `addr` is its
+    /// `--listen` (or `--pg-listen` for a leader). Returns its index in `workers`.
+    pub fn add_role(&mut self, role: &str, name: &str, extra: &[&str]) -> Result<usize> {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let http = format!("127.0.0.1:{}", free_port());
+        let data = self.dir.path().join(name);
+        let listen_flag = if role == "leader" {
+            "--pg-listen"
+        } else {
+            "--listen"
+        };
+        let mut args: Vec<String> = vec![
+            role.into(),
+            listen_flag.into(),
+            addr.clone(),
+            "--master".into(),
+            self.master_list(),
+            "--http-listen".into(),
+            http.clone(),
+        ];
+        if role == "compute" {
+            args.extend(["--data-dir".into(), data.display().to_string()]);
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut p = Proc {
+            name: name.into(),
+            args,
+            env: vec![("BASIN_TOKEN".into(), self.token.clone())],
+            log: self.dir.path().join(format!("{name}.log")),
+            data_dir: data,
+            addr,
+            http,
+            child: None,
+        };
+        p.start()?;
+        self.workers.push(p);
+        Ok(self.workers.len() - 1)
+    }
+
     pub fn worker(&mut self, name: &str) -> &mut Proc {
         self.workers
             .iter_mut()

@@ -56,6 +56,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Master(a) => cli::roles::run_master(&g, a).await,
         Command::Worker(a) => cli::roles::run_worker(&g, a).await,
+        Command::Leader(a) => cli::roles::run_leader(&g, a).await,
+        Command::Compute(a) => cli::roles::run_compute(&g, a).await,
         Command::Local {
             cmd: cli::local_cmd::LocalCmd::Up(a),
         } => cli::local_cmd::run_up(a).await,

@@ -97,6 +97,10 @@ pub enum Command {
     Master(roles::MasterArgs),
     /// Run a worker (core: blocks and tasks; task: tasks only).
     Worker(roles::WorkerArgs),
+    /// Run the warehouse leader (SQL over the PostgreSQL protocol).
+    Leader(roles::LeaderArgs),
+    /// Run a warehouse compute node (slices, Arrow Flight).
+    Compute(roles::ComputeArgs),
     /// The embedded local cluster.
     Local {
         #[command(subcommand)]

@@ -178,6 +178,91 @@ fn kinesis_router(g: &Global, peers: &[String], keys: &[String]) -> anyhow::Resu
     Ok(basin_master::kinesis::router(client, keys))
 }
 
+#[derive(clap::Args, Debug)]
+pub struct LeaderArgs {
+    /// Arrow Flight SQL address (reserved: Flight SQL is not served yet).
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// PostgreSQL wire protocol address (psql, drivers).
+    #[arg(long)]
+    pub pg_listen: String,
+    #[arg(long)]
+    pub http_listen: Option<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ComputeArgs {
+    /// Arrow Flight address (the leader writes and scans slices here).
+    #[arg(long)]
+    pub listen: String,
+    #[arg(long)]
+    pub advertise: Option<String>,
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// Slices on this node (Redshift: one per core).
+    #[arg(long, default_value_t = 2)]
+    pub slices: u32,
+    #[arg(long)]
+    pub http_listen: Option<String>,
+}
+
+pub async fn run_leader(g: &Global, a: LeaderArgs) -> anyhow::Result<()> {
+    let token = token(g)?;
+    if g.master.is_empty() {
+        bail!("a leader needs --master HOST:PORT[,HOST:PORT…] (or BASIN_MASTER)");
+    }
+    let pg = TcpListener::bind(&a.pg_listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (--pg-listen)", a.pg_listen))?;
+    let engine = basin_leader::Engine::new(g.masters()?, &token);
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(basin_leader::pg::serve(pg, engine, token.clone(), rx));
+    tracing::info!(pg = %a.pg_listen, "leader started");
+    let http = serve_http(&a.http_listen, Arc::new(|| true), axum::Router::new()).await?;
+    stop_signal().await;
+    tracing::info!("stop requested; shutting down");
+    let _ = stop.send(true);
+    let _ = server.await;
+    if let Some(h) = http {
+        let _ = h.send(());
+    }
+    Ok(())
+}
+
+pub async fn run_compute(g: &Global, a: ComputeArgs) -> anyhow::Result<()> {
+    let token = token(g)?;
+    if g.master.is_empty() {
+        bail!("a compute node needs --master HOST:PORT[,HOST:PORT…] (or BASIN_MASTER)");
+    }
+    if a.slices == 0 {
+        bail!("--slices must be at least 1");
+    }
+    let listener = TcpListener::bind(&a.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", a.listen))?;
+    let cfg = basin_leader::compute::ComputeConfig {
+        advertise: a.advertise.clone().unwrap_or_else(|| a.listen.clone()),
+        data_dir: a.data_dir.clone(),
+        masters: g.master.clone(),
+        slices: a.slices,
+    };
+    let node = basin_leader::compute::start(cfg, listener, &token, g.masters()?).await?;
+    let id = node.node_id.clone();
+    let http = serve_http(
+        &a.http_listen,
+        Arc::new(move || id.load(std::sync::atomic::Ordering::Relaxed) != 0),
+        axum::Router::new(),
+    )
+    .await?;
+    stop_signal().await;
+    tracing::info!("stop requested; shutting down");
+    node.shutdown().await;
+    if let Some(h) = http {
+        let _ = h.send(());
+    }
+    Ok(())
+}
+
 fn token(g: &Global) -> anyhow::Result<String> {
     match &g.token {
         Some(t) if !t.is_empty() => Ok(t.clone()),

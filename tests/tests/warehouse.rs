@@ -1,0 +1,165 @@
+//! The warehouse tier across processes: a leader and two compute nodes
+//! (two slices each) with the catalog in the master; `psql` creates
+//! KEY/EVEN/ALL tables, inserts rows that land on the compute nodes' slices
+//! as Parquet, queries and joins them, gets SQLSTATE errors without losing
+//! the session, and finds everything again after the leader restarts.
+
+use std::process::Command;
+use std::time::Duration;
+
+use basin_tests::{Cluster, Spec, http_get, wait_for};
+
+fn psql_available() -> bool {
+    Command::new("psql")
+        .arg("--version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+/// Runs statements in one psql session; returns (success, stdout, stderr).
+fn psql(pg: &str, password: &str, stmts: &[&str]) -> (bool, String, String) {
+    let (host, port) = pg.split_once(':').expect("host:port");
+    let mut cmd = Command::new("psql");
+    cmd.args([
+        "-h", host, "-p", port, "-U", "basin", "-d", "dev", "-X", "-A", "-t", "-q",
+    ])
+    .args(["-v", "VERBOSITY=verbose"])
+    .env("PGPASSWORD", password)
+    .env("PGCONNECT_TIMEOUT", "10");
+    for s in stmts {
+        cmd.args(["-c", s]);
+    }
+    let o = cmd.output().expect("psql");
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).to_string(),
+        String::from_utf8_lossy(&o.stderr).to_string(),
+    )
+}
+
+fn parquet_files(dir: &std::path::Path) -> usize {
+    let mut n = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "parquet") {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+#[test]
+fn psql_tables_distributed_over_compute_slices() {
+    if !psql_available() {
+        println!("SKIPPED: psql (postgresql-client) not installed");
+        return;
+    }
+    let mut c = Cluster::start(Spec {
+        core: 1,
+        task: 0,
+        ..Spec::default()
+    })
+    .expect("cluster");
+    let run = |c: &mut Cluster| -> anyhow::Result<()> {
+        let computes = [
+            c.add_role("compute", "compute-1", &["--slices", "2"])?,
+            c.add_role("compute", "compute-2", &["--slices", "2"])?,
+        ];
+        let leader = c.add_role("leader", "leader", &[])?;
+        for i in computes.iter().chain([&leader]) {
+            let http = c.workers[*i].http.clone();
+            wait_for("the role to be ready", Duration::from_secs(60), || {
+                http_get(&http, "/readyz")
+                    .ok()
+                    .filter(|(code, _)| *code == 200)
+            })?;
+        }
+        let pg = c.workers[leader].addr.clone();
+        let token = c.token.clone();
+        wait_for("the leader to answer psql", Duration::from_secs(30), || {
+            psql(&pg, &token, &["SELECT 1"]).0.then_some(())
+        })?;
+
+        // Tables of each distribution style.
+        let values: Vec<String> = (1..=60)
+            .map(|i| format!("({i}, 'r{}', {}.5)", i % 12, i))
+            .collect();
+        let insert = format!("INSERT INTO sales VALUES {}", values.join(", "));
+        let (ok, _, err) = psql(
+            &pg,
+            &token,
+            &[
+                "CREATE TABLE sales (id INT NOT NULL, region VARCHAR(10), amount DOUBLE) DISTSTYLE KEY DISTKEY(region) COMPOUND SORTKEY(id)",
+                &insert,
+                "CREATE TABLE regions (region VARCHAR(10), manager VARCHAR(20)) DISTSTYLE ALL",
+                "INSERT INTO regions VALUES ('r0', 'ada'), ('r1', 'bob'), ('r2', 'ada')",
+                "CREATE TABLE ids (x BIGINT) DISTSTYLE EVEN",
+                "INSERT INTO ids SELECT id FROM sales WHERE id <= 40",
+            ],
+        );
+        anyhow::ensure!(ok, "loading failed: {err}");
+        for i in computes {
+            let n = parquet_files(&c.workers[i].data_dir);
+            anyhow::ensure!(n >= 2, "{} holds {n} segments", c.workers[i].name);
+        }
+
+        let (ok, out, err) = psql(
+            &pg,
+            &token,
+            &[
+                "SELECT count(*), sum(amount) FROM sales",
+                "SELECT region, count(*) FROM sales WHERE region IN ('r1', 'r11') GROUP BY region ORDER BY region",
+                "SELECT r.manager, count(*) FROM sales s JOIN regions r ON s.region = r.region GROUP BY r.manager ORDER BY r.manager",
+                "SELECT count(*), min(x), max(x) FROM ids",
+            ],
+        );
+        anyhow::ensure!(ok, "queries failed: {err}");
+        let lines: Vec<&str> = out.lines().collect();
+        // sum of i + 0.5 for i in 1..=60 = 1830 + 30.
+        anyhow::ensure!(
+            lines == ["60|1860", "r1|5", "r11|5", "ada|10", "bob|5", "40|1|40"],
+            "unexpected results: {lines:?}"
+        );
+
+        // Errors carry SQLSTATEs, and the session goes on.
+        let (_, out, err) = psql(
+            &pg,
+            &token,
+            &[
+                "SELECT * FROM no_such_table",
+                "SELEC 1",
+                "SELECT 1 / 0",
+                "INSERT INTO sales VALUES (NULL, 'x', 1.0)",
+                "SELECT 'still here'",
+            ],
+        );
+        for code in ["42P01", "42601", "22012", "23502"] {
+            anyhow::ensure!(err.contains(code), "no {code} in: {err}");
+        }
+        anyhow::ensure!(out.contains("still here"), "session not usable: {out}");
+
+        // A wrong password is refused.
+        let (ok, _, _) = psql(&pg, "wrong", &["SELECT 1"]);
+        anyhow::ensure!(!ok, "a wrong password was accepted");
+
+        // The catalog lives in the master: a restarted leader sees everything.
+        c.workers[leader].kill9();
+        c.workers[leader].start()?;
+        let out = wait_for("the restarted leader", Duration::from_secs(30), || {
+            let (ok, out, _) = psql(&pg, &token, &["SELECT count(*) FROM sales"]);
+            ok.then_some(out)
+        })?;
+        anyhow::ensure!(out.trim() == "60", "after restart: {out}");
+        Ok(())
+    };
+    if let Err(e) = run(&mut c) {
+        c.dump_logs();
+        panic!("{e:#}");
+    }
+}
