@@ -164,8 +164,21 @@ fn split_and_merge_under_load() {
         let sc = client(&c);
         let mut acked: Vec<Acked> = Vec::new();
         let mut next = 0usize;
-        let mut produce = |acked: &mut Vec<Acked>, batches: usize| -> anyhow::Result<()> {
-            for _ in 0..batches {
+        // Writes 20 batches, then goes on until every shard in `into` has taken
+        // records: a closed parent's primary learns of the close with its next
+        // heartbeat, and until then it may still take (and readers still see) records.
+        let mut produce = |acked: &mut Vec<Acked>, into: &[&str]| -> anyhow::Result<()> {
+            let start = std::time::Instant::now();
+            let first = acked.len();
+            for round in 0.. {
+                let used = |s: &&str| acked[first..].iter().any(|a| a.shard == *s);
+                if round >= 20 && into.iter().all(used) {
+                    break;
+                }
+                anyhow::ensure!(
+                    start.elapsed() < Duration::from_secs(60),
+                    "no records reached {into:?}"
+                );
                 let recs: Vec<(String, String)> = (0..25)
                     .map(|j| {
                         let i = next + j;
@@ -177,7 +190,10 @@ fn split_and_merge_under_load() {
             }
             Ok(())
         };
-        produce(&mut acked, 20)?;
+        produce(
+            &mut acked,
+            &["shardId-000000000000", "shardId-000000000001"],
+        )?;
         // Split shard 0 at a quarter of the hash space: children 2 and 3.
         let quarter = (u128::MAX / 4).to_string();
         c.ok(&[
@@ -188,7 +204,10 @@ fn split_and_merge_under_load() {
             "--at",
             &quarter,
         ])?;
-        produce(&mut acked, 20)?;
+        produce(
+            &mut acked,
+            &["shardId-000000000002", "shardId-000000000003"],
+        )?;
         // Merge child 3 with shard 1 (adjacent ranges): child 4.
         c.ok(&[
             "stream",
@@ -197,7 +216,7 @@ fn split_and_merge_under_load() {
             "shardId-000000000003",
             "shardId-000000000001",
         ])?;
-        produce(&mut acked, 20)?;
+        produce(&mut acked, &["shardId-000000000004"])?;
         let info = rt.block_on(sc.describe("events"))?;
         let open: Vec<&str> = info
             .shards
@@ -219,7 +238,14 @@ fn split_and_merge_under_load() {
         anyhow::ensure!(used.len() == 5, "records went to {used:?}");
         // UpdateShardCount: 2 open shards become 3 uniform ones (children with several parents).
         c.ok(&["stream", "scale", "events", "3"])?;
-        produce(&mut acked, 20)?;
+        produce(
+            &mut acked,
+            &[
+                "shardId-000000000005",
+                "shardId-000000000006",
+                "shardId-000000000007",
+            ],
+        )?;
         let info = rt.block_on(sc.describe("events"))?;
         let open: Vec<_> = info.shards.iter().filter(|s| s.open).collect();
         anyhow::ensure!(open.len() == 3, "open after scale: {}", open.len());
