@@ -3,12 +3,14 @@
 //! can use Basin streams: point them at `http://<master --http-listen>/`.
 //!
 //! - [`sigv4`]: AWS Signature Version 4 verification (when keys are configured).
+//! - `validate`: request validation with AWS's messages.
 //! - [`ops`]: the operations, their request validation and response shapes.
 //!
 //! Everything is translated into calls on [`basin_client::streams::StreamClient`].
 
 pub mod ops;
 pub mod sigv4;
+mod validate;
 
 use std::borrow::Cow;
 use std::collections::HashMap;

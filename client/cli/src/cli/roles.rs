@@ -208,9 +208,7 @@ pub struct ComputeArgs {
 
 pub async fn run_leader(g: &Global, a: LeaderArgs) -> anyhow::Result<()> {
     let token = token(g)?;
-    if g.master.is_empty() {
-        bail!("a leader needs --master HOST:PORT[,HOST:PORT…] (or BASIN_MASTER)");
-    }
+    require_master(g, "a leader")?;
     let pg = TcpListener::bind(&a.pg_listen)
         .await
         .with_context(|| format!("cannot listen on {} (--pg-listen)", a.pg_listen))?;
@@ -231,9 +229,7 @@ pub async fn run_leader(g: &Global, a: LeaderArgs) -> anyhow::Result<()> {
 
 pub async fn run_compute(g: &Global, a: ComputeArgs) -> anyhow::Result<()> {
     let token = token(g)?;
-    if g.master.is_empty() {
-        bail!("a compute node needs --master HOST:PORT[,HOST:PORT…] (or BASIN_MASTER)");
-    }
+    require_master(g, "a compute node")?;
     if a.slices == 0 {
         bail!("--slices must be at least 1");
     }
@@ -259,6 +255,14 @@ pub async fn run_compute(g: &Global, a: ComputeArgs) -> anyhow::Result<()> {
     node.shutdown().await;
     if let Some(h) = http {
         let _ = h.send(());
+    }
+    Ok(())
+}
+
+/// Roles that talk to the masters refuse to start without their addresses.
+fn require_master(g: &Global, who: &str) -> anyhow::Result<()> {
+    if g.master.is_empty() {
+        bail!("{who} needs --master HOST:PORT[,HOST:PORT…] (or BASIN_MASTER)");
     }
     Ok(())
 }
@@ -404,9 +408,7 @@ pub async fn run_master(g: &Global, mut a: MasterArgs) -> anyhow::Result<()> {
 
 pub async fn run_worker(g: &Global, a: WorkerArgs) -> anyhow::Result<()> {
     let token = token(g)?;
-    if g.master.is_empty() {
-        bail!("a worker needs --master HOST:PORT[,HOST:PORT…] (or BASIN_MASTER)");
-    }
+    require_master(g, "a worker")?;
     let listener = TcpListener::bind(&a.listen)
         .await
         .with_context(|| format!("cannot listen on {}", a.listen))?;
