@@ -31,12 +31,35 @@ use tracing::info;
 
 use crate::error::{Result, WarehouseError};
 
-/// What a `DoGet` ticket asks for: these segments of a table on one slice.
+/// What a `DoGet` ticket asks for: these segments of a table on one slice;
+/// with `columns`, only those columns of the rows matching `filter` (SQL),
+/// at most `limit` of them. Without `columns`, every column of every row.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ScanTicket {
     pub table: String,
     pub slice: u32,
     pub segments: Vec<String>,
+    #[serde(default)]
+    pub columns: Option<Vec<String>>,
+    #[serde(default)]
+    pub filter: Option<String>,
+    #[serde(default)]
+    pub limit: Option<usize>,
+    /// Scan this file of an external table instead of segments.
+    #[serde(default)]
+    pub external: Option<ExternalFile>,
+}
+
+/// One file of an external table, and how to read it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ExternalFile {
+    pub url: String,
+    /// PARQUET | CSV
+    pub format: String,
+    pub delimiter: String,
+    pub skip_header: u32,
+    /// The table's columns as (name, Arrow type), for CSV.
+    pub columns: Vec<(String, String)>,
 }
 
 #[derive(Clone, Debug)]
@@ -45,11 +68,15 @@ pub struct ComputeConfig {
     pub data_dir: PathBuf,
     pub masters: Vec<String>,
     pub slices: u32,
+    /// How often the node checks that it holds every segment of its slices and mirrors.
+    pub repair_interval: std::time::Duration,
 }
 
 #[derive(Clone)]
 struct ComputeService {
     dir: Arc<PathBuf>,
+    /// Reads external tables' files.
+    dfs: basin_client::DfsClient,
 }
 
 /// Table and segment names become file names: keep them to a safe alphabet.
@@ -81,7 +108,7 @@ impl ComputeService {
     }
 }
 
-fn write_parquet(path: &Path, batches: &[RecordBatch]) -> Result<u64> {
+pub(crate) fn write_parquet(path: &Path, batches: &[RecordBatch]) -> Result<u64> {
     let Some(first) = batches.first() else {
         return Err(WarehouseError::Invalid(
             "a segment needs at least one batch".into(),
@@ -171,25 +198,62 @@ impl FlightService for ComputeService {
     ) -> std::result::Result<Response<Self::DoGetStream>, Status> {
         let t: ScanTicket = serde_json::from_slice(&r.into_inner().ticket)
             .map_err(|e| Status::invalid_argument(format!("bad scan ticket: {e}")))?;
+        if let Some(ext) = &t.external {
+            let cols = t.columns.clone().unwrap_or_default();
+            let batches = crate::slice_scan::scan_external(
+                &self.dfs,
+                ext,
+                &cols,
+                t.filter.as_deref(),
+                t.limit,
+            )
+            .await
+            .map_err(|e| match e {
+                WarehouseError::NotFound(m) => Status::not_found(m),
+                other => status(other),
+            })?;
+            let stream = FlightDataEncoderBuilder::new()
+                .build(batches.map(|b| b.map_err(|e| FlightError::ExternalError(Box::new(e)))))
+                .map_err(|e| Status::internal(e.to_string()));
+            return Ok(Response::new(stream.boxed()));
+        }
         let paths = t
             .segments
             .iter()
             .map(|s| self.segment_path(&t.table, t.slice, s))
             .collect::<std::result::Result<Vec<_>, _>>()?;
-        let batches = tokio::task::spawn_blocking(move || {
-            let mut out = Vec::new();
-            for p in paths {
-                out.extend(read_parquet(&p)?);
+        if let Some(missing) = paths.iter().find(|p| !p.exists()) {
+            return Err(Status::not_found(format!(
+                "segment {} is not on this node (yet)",
+                missing.display()
+            )));
+        }
+        let batches = match &t.columns {
+            None => {
+                let batches = tokio::task::spawn_blocking(move || {
+                    let mut out = Vec::new();
+                    for p in paths {
+                        out.extend(read_parquet(&p)?);
+                    }
+                    Ok::<_, WarehouseError>(out)
+                })
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?
+                .map_err(status)?;
+                futures::stream::iter(batches.into_iter().map(Ok::<_, WarehouseError>)).boxed()
             }
-            Ok::<_, WarehouseError>(out)
-        })
-        .await
-        .map_err(|e| Status::internal(e.to_string()))?
-        .map_err(status)?;
-        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
-        metrics::counter!("basin_compute_rows_scanned_total").increment(rows as u64);
+            Some(cols) => crate::slice_scan::scan(&paths, cols, t.filter.as_deref(), t.limit)
+                .await
+                .map_err(status)?,
+        };
         let stream = FlightDataEncoderBuilder::new()
-            .build(futures::stream::iter(batches.into_iter().map(Ok)))
+            .build(batches.map(|b| {
+                if let Ok(b) = &b {
+                    metrics::counter!("basin_compute_rows_scanned_total")
+                        .increment(b.num_rows() as u64);
+                }
+                b.map_err(|e| FlightError::ExternalError(Box::new(e)))
+            }))
             .map_err(|e| Status::internal(e.to_string()));
         Ok(Response::new(stream.boxed()))
     }
@@ -242,11 +306,30 @@ impl FlightService for ComputeService {
         ))
     }
 
+    /// `inventory`: the segments on this node, `{"SLICE": {"TABLE": [SEGMENT, …]}}`.
     async fn do_action(
         &self,
-        _r: Request<Action>,
+        r: Request<Action>,
     ) -> std::result::Result<Response<Self::DoActionStream>, Status> {
-        Err(Status::unimplemented("do_action"))
+        let a = r.into_inner();
+        if a.r#type != "inventory" {
+            return Err(Status::unimplemented(format!(
+                "unknown action {}",
+                a.r#type
+            )));
+        }
+        let dir = self.dir.clone();
+        let inv = tokio::task::spawn_blocking(move || crate::repair::inventory(&dir))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(status)?;
+        let body = serde_json::to_vec(&inv).map_err(|e| Status::internal(e.to_string()))?;
+        let out = arrow_flight::Result {
+            body: bytes::Bytes::from(body),
+        };
+        Ok(Response::new(
+            futures::stream::once(async { Ok(out) }).boxed(),
+        ))
     }
 
     async fn list_actions(
@@ -269,6 +352,7 @@ pub struct RunningCompute {
     pub node_id: Arc<std::sync::atomic::AtomicU64>,
     stop: watch::Sender<bool>,
     server: tokio::task::JoinHandle<std::result::Result<(), tonic::transport::Error>>,
+    repair: tokio::task::JoinHandle<()>,
 }
 
 impl RunningCompute {
@@ -279,6 +363,7 @@ impl RunningCompute {
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         let _ = self.server.await;
+        let _ = self.repair.await;
     }
 }
 
@@ -316,6 +401,7 @@ pub async fn start(
     let uuid = load_uuid(&cfg.data_dir)?;
     let svc = ComputeService {
         dir: Arc::new(cfg.data_dir.clone()),
+        dfs: basin_client::DfsClient::new(masters.clone(), "basin".into()),
     };
     let (stop, mut rx) = watch::channel(false);
     let server = tokio::spawn(
@@ -331,6 +417,14 @@ pub async fn start(
             }),
     );
     let node_id = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let repair = crate::repair::spawn(
+        cfg.data_dir.clone(),
+        node_id.clone(),
+        masters.clone(),
+        token.to_string(),
+        cfg.repair_interval,
+        stop.subscribe(),
+    );
     {
         let node_id = node_id.clone();
         let req = pb::RegisterComputeRequest {
@@ -365,5 +459,6 @@ pub async fn start(
         node_id,
         stop,
         server,
+        repair,
     })
 }

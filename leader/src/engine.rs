@@ -21,16 +21,21 @@ use arrow::array::{ArrayRef, RecordBatch, UInt32Array};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use arrow_flight::encode::FlightDataEncoderBuilder;
-use arrow_flight::{FlightClient, FlightDescriptor, Ticket};
+use arrow_flight::{FlightClient, FlightDescriptor};
+use basin_client::DfsClient;
 use basin_common::rpc::MasterClient;
 use basin_proto as pb;
-use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use regex::Regex;
 
-use crate::compute::ScanTicket;
+use crate::copy::{self, BadRow, CopySpec};
 use crate::error::{Result, WarehouseError};
+use crate::files;
+use crate::placement::SliceMap;
+use crate::scan::SliceTable;
+use crate::system::{self, QueryLog, QueryRecord};
+use crate::unload;
 
 /// What a statement produced.
 pub enum Outcome {
@@ -44,36 +49,17 @@ pub enum Outcome {
 
 #[derive(Clone)]
 pub struct Engine {
-    masters: MasterClient,
-    token: String,
+    pub(crate) masters: MasterClient,
+    pub(crate) token: String,
+    /// Reads COPY sources and external tables, writes UNLOAD files.
+    pub(crate) dfs: DfsClient,
+    log: QueryLog,
+    /// Memory each query may hold before its sorts, joins and aggregations spill to disk.
+    query_memory: usize,
 }
 
-/// Where each slice lives: global slice number → compute node address.
-struct SliceMap {
-    slices: Vec<(u64, String)>,
-    /// First global slice of each compute node, in node order.
-    firsts: Vec<u32>,
-}
-
-impl SliceMap {
-    fn new(computes: &[pb::WhCompute]) -> Self {
-        let mut slices = Vec::new();
-        let mut firsts = Vec::new();
-        for c in computes {
-            firsts.push(slices.len() as u32);
-            for _ in 0..c.slices {
-                slices.push((c.id, c.addr.clone()));
-            }
-        }
-        Self { slices, firsts }
-    }
-    fn addr(&self, slice: u32) -> Option<&str> {
-        self.slices.get(slice as usize).map(|(_, a)| a.as_str())
-    }
-    fn node(&self, slice: u32) -> Option<u64> {
-        self.slices.get(slice as usize).map(|(n, _)| *n)
-    }
-}
+/// The default memory bound per query.
+pub const DEFAULT_QUERY_MEMORY: usize = 2 << 30;
 
 fn ident(s: &str) -> String {
     s.trim().trim_matches('"').to_lowercase()
@@ -153,7 +139,7 @@ pub fn parse_create(sql: &str) -> Result<(String, bool, String, TableOptions)> {
     Ok((name, if_not_exists, columns, o))
 }
 
-fn table_schema(t: &pb::WhTable) -> Result<SchemaRef> {
+pub(crate) fn table_schema(t: &pb::WhTable) -> Result<SchemaRef> {
     let fields = t
         .columns
         .iter()
@@ -170,34 +156,90 @@ fn table_schema(t: &pb::WhTable) -> Result<SchemaRef> {
 impl Engine {
     pub fn new(masters: MasterClient, token: &str) -> Self {
         Self {
+            dfs: DfsClient::new(masters.clone(), "basin".into()),
             masters,
             token: token.to_string(),
+            log: QueryLog::default(),
+            query_memory: DEFAULT_QUERY_MEMORY,
         }
     }
 
-    async fn catalog(&self) -> Result<pb::WhCatalog> {
+    /// Bounds each query's memory; past it, operators spill to the temp directory.
+    pub fn with_query_memory(mut self, bytes: usize) -> Self {
+        self.query_memory = bytes.max(16 << 20);
+        self
+    }
+
+    /// A context for one query: its own fair spill pool and disk manager.
+    fn context(&self) -> Result<SessionContext> {
+        let pool = Arc::new(datafusion::execution::memory_pool::FairSpillPool::new(
+            self.query_memory,
+        ));
+        let rt = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+            .with_memory_pool(pool)
+            .build_arc()?;
+        Ok(SessionContext::new_with_config_rt(
+            datafusion::prelude::SessionConfig::new(),
+            rt,
+        ))
+    }
+
+    pub(crate) async fn catalog(&self) -> Result<pb::WhCatalog> {
         Ok(self
             .masters
             .call(|mut c| async move { c.get_catalog(pb::Empty {}).await })
             .await?)
     }
 
-    fn flight(&self, addr: &str) -> Result<FlightClient> {
-        let ch = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| WarehouseError::Invalid(format!("{addr}: {e}")))?
-            .tcp_nodelay(true)
-            .connect_lazy();
-        let mut c = FlightClient::new(ch);
-        c.add_header("authorization", &format!("Bearer {}", self.token))?;
-        Ok(c)
+    pub(crate) fn flight(&self, addr: &str) -> Result<FlightClient> {
+        crate::scan::connect(addr, &self.token)
     }
 
-    /// Runs one statement.
-    pub async fn execute(&self, sql: &str) -> Result<Outcome> {
+    /// Runs one statement for a user, and logs it in `stl_query`.
+    pub async fn execute(&self, user: &str, sql: &str) -> Result<Outcome> {
         let sql = sql.trim().trim_end_matches(';').trim();
-        let lower = sql.to_lowercase();
         let started = std::time::Instant::now();
-        let out = if lower.starts_with("create table") {
+        let start_ms = basin_common::now_ms();
+        let query = self.log.next_id();
+        let out = self.dispatch(sql).await;
+        let rows = match &out {
+            Ok(Outcome::Rows { batches, .. }) => batches.iter().map(|b| b.num_rows() as i64).sum(),
+            Ok(Outcome::Done(tag)) => tag
+                .rsplit(' ')
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0),
+            Err(_) => 0,
+        };
+        let duration_ms = started.elapsed().as_millis() as i64;
+        self.log.push(QueryRecord {
+            query,
+            user: user.to_string(),
+            text: sql.chars().take(4000).collect(),
+            start_ms,
+            duration_ms,
+            rows,
+            status: match &out {
+                Ok(_) => "ok".into(),
+                Err(e) => format!("error {}", e.sqlstate()),
+            },
+        });
+        metrics::counter!("basin_leader_statements_total", "ok" => if out.is_ok() { "true" } else { "false" }).increment(1);
+        tracing::info!(
+            query,
+            ms = duration_ms,
+            ok = out.is_ok(),
+            "statement: {}",
+            sql.chars().take(120).collect::<String>()
+        );
+        out
+    }
+
+    async fn dispatch(&self, sql: &str) -> Result<Outcome> {
+        let lower = sql.to_lowercase();
+        if re(r"^create\s+external\s+table").is_match(&lower) {
+            self.create_external(sql).await
+        } else if lower.starts_with("create table") {
             self.create_table(sql).await
         } else if let Some(c) = re(r"(?is)^drop\s+table\s+(if\s+exists\s+)?(\S+)$").captures(sql) {
             self.drop_table(&ident(&c[2]), c.get(1).is_some()).await
@@ -220,17 +262,13 @@ impl Engine {
                     .trim_start_matches("table"),
             );
             self.truncate(&name).await
+        } else if lower.starts_with("copy") {
+            self.copy(copy::parse(sql)?).await
+        } else if lower.starts_with("unload") {
+            self.unload(unload::parse(sql)?).await
         } else {
             self.query(sql).await
-        };
-        metrics::counter!("basin_leader_statements_total", "ok" => if out.is_ok() { "true" } else { "false" }).increment(1);
-        tracing::info!(
-            ms = started.elapsed().as_millis() as u64,
-            ok = out.is_ok(),
-            "statement: {}",
-            sql.chars().take(120).collect::<String>()
-        );
-        out
+        }
     }
 
     async fn create_table(&self, sql: &str) -> Result<Outcome> {
@@ -271,6 +309,7 @@ impl Engine {
             sortkey: o.sortkey,
             segments: vec![],
             created_ms: 0,
+            ..Default::default()
         };
         let req = pb::CreateTableRequest {
             table: Some(table),
@@ -283,6 +322,91 @@ impl Engine {
             })
             .await?;
         Ok(Outcome::Done("CREATE TABLE".into()))
+    }
+
+    /// `CREATE EXTERNAL TABLE name [(columns)] [ROW FORMAT DELIMITED FIELDS
+    /// TERMINATED BY 'c'] STORED AS PARQUET|CSV|TEXTFILE LOCATION 'url'
+    /// [TABLE PROPERTIES ('skip.header.line.count'='n')]`: files queried in
+    /// place. A Parquet table without columns takes them from its first file.
+    async fn create_external(&self, sql: &str) -> Result<Outcome> {
+        let c = re(r#"(?is)^\s*create\s+external\s+table\s+(if\s+not\s+exists\s+)?([A-Za-z_]\w*|"[^"]+")\s*(\((.*)\))?\s*(row\s+format\s+delimited\s+fields\s+terminated\s+by\s+'([^']*)'\s*)?stored\s+as\s+(parquet|csv|textfile)\s+location\s+'([^']*)'\s*(table\s+properties\s*\(\s*'skip\.header\.line\.count'\s*=\s*'(\d+)'\s*\))?\s*$"#)
+            .captures(sql)
+            .ok_or_else(|| WarehouseError::Invalid(
+                "expected CREATE EXTERNAL TABLE name [(columns)] [ROW FORMAT DELIMITED FIELDS TERMINATED BY 'c'] STORED AS PARQUET|CSV LOCATION 'url' [TABLE PROPERTIES ('skip.header.line.count'='n')]".into(),
+            ))?;
+        let name = ident(&c[2]);
+        let format = match c[7].to_uppercase().as_str() {
+            "PARQUET" => "PARQUET",
+            _ => "CSV",
+        };
+        let location = c[8].to_string();
+        let files = files::list(&self.dfs, &location).await?;
+        let schema: SchemaRef = match c.get(4) {
+            Some(cols) => {
+                let scratch = SessionContext::new();
+                scratch
+                    .sql(&format!("CREATE TABLE t ({})", cols.as_str()))
+                    .await?
+                    .collect()
+                    .await?;
+                scratch.table_provider("t").await?.schema()
+            }
+            None if format == "PARQUET" => {
+                let first = files
+                    .first()
+                    .ok_or_else(|| WarehouseError::NotFound(format!("no files at {location}")))?;
+                let data = files::read(&self.dfs, first).await?;
+                parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(data)?
+                    .schema()
+                    .clone()
+            }
+            None => {
+                return Err(WarehouseError::Invalid(
+                    "a CSV external table needs its columns".into(),
+                ));
+            }
+        };
+        let delimiter = c.get(6).map(|m| m.as_str().to_string()).unwrap_or_else(|| {
+            if c[7].eq_ignore_ascii_case("textfile") {
+                "|".into()
+            } else {
+                ",".into()
+            }
+        });
+        if delimiter.len() != 1 {
+            return Err(WarehouseError::Invalid(format!(
+                "FIELDS TERMINATED BY must be one character, not '{delimiter}'"
+            )));
+        }
+        let table = pb::WhTable {
+            name,
+            columns: schema
+                .fields()
+                .iter()
+                .map(|f| pb::WhColumn {
+                    name: f.name().to_lowercase(),
+                    data_type: f.data_type().to_string(),
+                    nullable: true,
+                })
+                .collect(),
+            diststyle: "EXTERNAL".into(),
+            location,
+            format: format.into(),
+            delimiter,
+            skip_header: c.get(10).and_then(|m| m.as_str().parse().ok()).unwrap_or(0),
+            ..Default::default()
+        };
+        let req = pb::CreateTableRequest {
+            table: Some(table),
+            if_not_exists: c.get(1).is_some(),
+        };
+        self.masters
+            .call(|mut c| {
+                let req = req.clone();
+                async move { c.create_table(req).await }
+            })
+            .await?;
+        Ok(Outcome::Done("CREATE EXTERNAL TABLE".into()))
     }
 
     async fn drop_table(&self, name: &str, if_exists: bool) -> Result<Outcome> {
@@ -316,67 +440,45 @@ impl Engine {
 
     /// A session with every catalog table the statement names, scanned from its slices.
     async fn session(&self, sql: &str, cat: &pb::WhCatalog) -> Result<SessionContext> {
-        let ctx = SessionContext::new();
+        let ctx = self.context()?;
         let map = SliceMap::new(&cat.computes);
         let lower = sql.to_lowercase();
+        let inventories = if lower.contains("stv_slices") {
+            self.inventories(cat).await
+        } else {
+            Default::default()
+        };
+        for name in system::NAMES {
+            if lower.contains(name)
+                && let Some(t) = system::build(name, cat, &self.log, &inventories)?
+            {
+                ctx.register_table(name, Arc::new(t))?;
+            }
+        }
         for t in &cat.tables {
             if !re(&format!(r"\b{}\b", regex::escape(&t.name))).is_match(&lower) {
                 continue;
             }
             let schema = table_schema(t)?;
-            let batches = self.scan(t, &map, &schema).await?;
-            let mem = MemTable::try_new(schema, vec![batches])?;
-            ctx.register_table(t.name.as_str(), Arc::new(mem))?;
+            let table = if t.location.is_empty() {
+                SliceTable::new(t, &map, schema, &self.token)
+            } else {
+                let files = files::list(&self.dfs, &t.location)
+                    .await?
+                    .iter()
+                    .map(|l| l.display())
+                    .collect();
+                let nodes: Vec<String> = cat.computes.iter().map(|c| c.addr.clone()).collect();
+                if nodes.is_empty() {
+                    return Err(WarehouseError::Unavailable(
+                        "no compute node has registered to scan external tables".into(),
+                    ));
+                }
+                SliceTable::external(t, files, &nodes, schema, &self.token)
+            };
+            ctx.register_table(t.name.as_str(), Arc::new(table))?;
         }
         Ok(ctx)
-    }
-
-    /// Every committed segment of a table (one copy of an ALL table), from its slices.
-    async fn scan(
-        &self,
-        t: &pb::WhTable,
-        map: &SliceMap,
-        schema: &SchemaRef,
-    ) -> Result<Vec<RecordBatch>> {
-        let mut per_slice: BTreeMap<u32, Vec<String>> = BTreeMap::new();
-        let copy_node = (t.diststyle == "ALL")
-            .then(|| t.segments.first().and_then(|s| map.node(s.slice)))
-            .flatten();
-        for s in &t.segments {
-            if copy_node.is_some() && map.node(s.slice) != copy_node {
-                continue;
-            }
-            per_slice.entry(s.slice).or_default().push(s.id.clone());
-        }
-        let fetches = per_slice.into_iter().map(|(slice, segments)| {
-            let addr = map.addr(slice).map(str::to_string);
-            let ticket = ScanTicket {
-                table: t.name.clone(),
-                slice,
-                segments,
-            };
-            async move {
-                let addr = addr.ok_or_else(|| {
-                    WarehouseError::Unavailable(format!("no compute node holds slice {slice}"))
-                })?;
-                let mut client = self.flight(&addr)?;
-                let body = serde_json::to_vec(&ticket)
-                    .map_err(|e| WarehouseError::Invalid(e.to_string()))?;
-                let stream = client.do_get(Ticket::new(body)).await?;
-                let batches: Vec<RecordBatch> = stream.try_collect().await?;
-                Ok::<_, WarehouseError>(batches)
-            }
-        });
-        let mut out = Vec::new();
-        for r in futures::future::join_all(fetches).await {
-            for b in r? {
-                out.push(
-                    b.with_schema(schema.clone())
-                        .map_err(WarehouseError::Arrow)?,
-                );
-            }
-        }
-        Ok(out)
     }
 
     async fn query(&self, sql: &str) -> Result<Outcome> {
@@ -402,48 +504,86 @@ impl Engine {
         let ctx = self.session(source, &cat).await?;
         let batches = ctx.sql(source).await?.collect().await?;
         let batches = conform(&batches, &schema, cols.as_deref())?;
+        let rows = self.store(t, &cat, batches).await?;
+        Ok(Outcome::Done(format!("INSERT 0 {rows}")))
+    }
+
+    /// Routes rows of a table to its slices, writes them and commits them in one step.
+    pub(crate) async fn store(
+        &self,
+        t: &pb::WhTable,
+        cat: &pb::WhCatalog,
+        batches: Vec<RecordBatch>,
+    ) -> Result<u64> {
+        if !t.location.is_empty() {
+            return Err(WarehouseError::Invalid(format!(
+                "\"{}\" is an external table: its files at {} are read in place, not written",
+                t.name, t.location
+            )));
+        }
+        let schema = table_schema(t)?;
         let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
         if rows == 0 {
-            return Ok(Outcome::Done("INSERT 0 0".into()));
+            return Ok(0);
         }
         let map = SliceMap::new(&cat.computes);
-        if map.slices.is_empty() {
+        if map.is_empty() {
             return Err(WarehouseError::Unavailable(
                 "no compute node has registered".into(),
             ));
         }
         let parts = distribute(t, &map, &schema, &batches)?;
+        // Each slice's segment goes to its primary and its mirror; the write
+        // counts once both copies are durable.
         let writes = parts.into_iter().map(|(slice, batch)| {
-            let addr = map.addr(slice).map(str::to_string);
+            let holders = map.holders(slice);
             let table = t.name.clone();
             async move {
-                let addr = addr.ok_or_else(|| {
-                    WarehouseError::Unavailable(format!("no compute node holds slice {slice}"))
-                })?;
+                if holders.is_empty() {
+                    return Err(WarehouseError::Unavailable(format!(
+                        "no compute node holds slice {slice}"
+                    )));
+                }
                 let id = uuid::Uuid::new_v4().simple().to_string();
-                let desc = FlightDescriptor::new_path(vec![
-                    "segment".into(),
-                    table,
-                    slice.to_string(),
-                    id.clone(),
-                ]);
                 let rows = batch.num_rows() as u64;
-                let data = FlightDataEncoderBuilder::new()
-                    .with_flight_descriptor(Some(desc))
-                    .build(futures::stream::iter([Ok(batch)]));
-                let mut client = self.flight(&addr)?;
-                let results: Vec<arrow_flight::PutResult> =
-                    client.do_put(data).await?.try_collect().await?;
-                let bytes = results
-                    .first()
-                    .and_then(|r| serde_json::from_slice::<serde_json::Value>(&r.app_metadata).ok())
-                    .and_then(|v| v["bytes"].as_u64())
-                    .unwrap_or(0);
+                let copies = holders.iter().map(|h| {
+                    let desc = FlightDescriptor::new_path(vec![
+                        "segment".into(),
+                        table.clone(),
+                        slice.to_string(),
+                        id.clone(),
+                    ]);
+                    let batch = batch.clone();
+                    async move {
+                        let data = FlightDataEncoderBuilder::new()
+                            .with_flight_descriptor(Some(desc))
+                            .build(futures::stream::iter([Ok(batch)]));
+                        let mut client = self.flight(&h.addr)?;
+                        let results: Vec<arrow_flight::PutResult> = client
+                            .do_put(data)
+                            .await
+                            .map_err(|e| unavailable(&h.addr, e))?
+                            .try_collect()
+                            .await
+                            .map_err(|e| unavailable(&h.addr, e))?;
+                        Ok::<_, WarehouseError>(
+                            results
+                                .first()
+                                .and_then(|r| {
+                                    serde_json::from_slice::<serde_json::Value>(&r.app_metadata)
+                                        .ok()
+                                })
+                                .and_then(|v| v["bytes"].as_u64())
+                                .unwrap_or(0),
+                        )
+                    }
+                });
+                let sizes = futures::future::try_join_all(copies).await?;
                 Ok::<_, WarehouseError>(pb::WhSegment {
                     id,
                     slice,
                     rows,
-                    bytes,
+                    bytes: sizes.first().copied().unwrap_or(0),
                 })
             }
         });
@@ -462,8 +602,166 @@ impl Engine {
                 async move { c.commit_segments(req).await }
             })
             .await?;
-        Ok(Outcome::Done(format!("INSERT 0 {rows}")))
+        Ok(rows as u64)
     }
+
+    /// `COPY`: reads every file at the location (four at a time), keeps the
+    /// rows that parse, records the ones that do not in `stl_load_errors`,
+    /// and commits nothing when there are more bad rows than MAXERROR.
+    async fn copy(&self, spec: CopySpec) -> Result<Outcome> {
+        let cat = self.catalog().await?;
+        let t = cat
+            .tables
+            .iter()
+            .find(|t| t.name == spec.table)
+            .ok_or_else(|| {
+                WarehouseError::NotFound(format!("relation \"{}\" does not exist", spec.table))
+            })?;
+        let schema = table_schema(t)?;
+        let cols: Vec<String> = match &spec.columns {
+            Some(c) => c.clone(),
+            None => schema.fields().iter().map(|f| f.name().clone()).collect(),
+        };
+        let target: SchemaRef = Arc::new(Schema::new(
+            cols.iter()
+                .map(|c| {
+                    schema.field_with_name(c).cloned().map_err(|_| {
+                        WarehouseError::Invalid(format!(
+                            "column \"{c}\" of relation \"{}\" does not exist",
+                            t.name
+                        ))
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?,
+        ));
+        let sources = files::list(&self.dfs, &spec.source).await?;
+        let loads = futures::stream::iter(sources.into_iter().map(|loc| {
+            let spec = spec.clone();
+            let target = target.clone();
+            async move {
+                let data = files::read(&self.dfs, &loc).await?;
+                let name = loc.display();
+                tokio::task::spawn_blocking(move || copy::load_file(&spec, &name, data, &target))
+                    .await
+                    .map_err(|e| WarehouseError::Invalid(format!("load task failed: {e}")))?
+            }
+        }))
+        .buffered(4)
+        .try_collect::<Vec<_>>()
+        .await?;
+        let mut batches = Vec::new();
+        let mut bad: Vec<BadRow> = Vec::new();
+        for l in loads {
+            batches.extend(l.batch);
+            bad.extend(l.bad);
+        }
+        let load_id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+        if !bad.is_empty() {
+            self.record_load_errors(&load_id, &t.name, &bad).await?;
+        }
+        if bad.len() as u64 > spec.max_error {
+            return Err(WarehouseError::LoadFailed(format!(
+                "Load into table '{}' failed: {} row(s) could not be loaded, more than MAXERROR {}; nothing was loaded. First bad row: {}. All of them are in stl_load_errors (query '{load_id}').",
+                t.name,
+                bad.len(),
+                spec.max_error,
+                bad[0]
+            )));
+        }
+        let batches = conform(&batches, &schema, Some(&cols))?;
+        let rows = self.store(t, &cat, batches).await?;
+        if !bad.is_empty() {
+            tracing::warn!(table = %t.name, rows, skipped = bad.len(), "COPY skipped rows within MAXERROR");
+        }
+        Ok(Outcome::Done(format!("COPY {rows}")))
+    }
+
+    /// `UNLOAD`: runs the query and writes its rows as one file per slice,
+    /// in parallel, named as Redshift names them (`PREFIX0000_part_00.parquet`).
+    async fn unload(&self, spec: unload::UnloadSpec) -> Result<Outcome> {
+        let cat = self.catalog().await?;
+        let ctx = self.session(&spec.query, &cat).await?;
+        let df = ctx.sql(&spec.query).await?;
+        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        let batches = df.collect().await?;
+        let parts = SliceMap::new(&cat.computes).len().max(1);
+        let files = unload::split(&schema, &batches, parts)?;
+        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+        let writes = files.into_iter().enumerate().map(|(i, part)| {
+            let spec = &spec;
+            let schema = schema.clone();
+            async move {
+                let (name, data) = unload::encode(spec, i, &schema, &part)?;
+                let loc = basin_client::Location::parse(&name)
+                    .map_err(|e| WarehouseError::Invalid(e.to_string()))?;
+                if !spec.allow_overwrite && files::exists(&self.dfs, &loc).await? {
+                    return Err(WarehouseError::Invalid(format!(
+                        "{name} already exists (add ALLOWOVERWRITE to replace it)"
+                    )));
+                }
+                files::write(&self.dfs, &loc, data).await
+            }
+        });
+        futures::future::try_join_all(writes).await?;
+        Ok(Outcome::Done(format!("UNLOAD {rows}")))
+    }
+
+    /// What each compute node holds (`None` for a node that does not answer).
+    async fn inventories(&self, cat: &pb::WhCatalog) -> system::Inventories {
+        let asks = cat.computes.iter().map(|c| async move {
+            let inv = async {
+                let mut client = self.flight(&c.addr)?;
+                let mut s = client
+                    .do_action(arrow_flight::Action::new("inventory", ""))
+                    .await?;
+                let body = s
+                    .try_next()
+                    .await?
+                    .ok_or_else(|| WarehouseError::Invalid("empty inventory".into()))?;
+                serde_json::from_slice::<crate::repair::Inventory>(&body)
+                    .map_err(|e| WarehouseError::Invalid(e.to_string()))
+            };
+            let inv = tokio::time::timeout(std::time::Duration::from_secs(5), inv)
+                .await
+                .ok()
+                .and_then(|r| r.ok());
+            (c.id, inv)
+        });
+        futures::future::join_all(asks).await.into_iter().collect()
+    }
+
+    async fn record_load_errors(&self, load_id: &str, table: &str, bad: &[BadRow]) -> Result<()> {
+        let now = basin_common::now_ms();
+        let req = pb::RecordLoadErrorsRequest {
+            errors: bad
+                .iter()
+                .take(100)
+                .map(|b| pb::WhLoadError {
+                    query: load_id.to_string(),
+                    table: table.to_string(),
+                    file: b.file.clone(),
+                    line: b.line,
+                    column: b.column.clone(),
+                    raw_value: b.raw.chars().take(1024).collect(),
+                    reason: b.reason.clone(),
+                    time_ms: now,
+                })
+                .collect(),
+        };
+        self.masters
+            .call(|mut c| {
+                let req = req.clone();
+                async move { c.record_load_errors(req).await }
+            })
+            .await?;
+        Ok(())
+    }
+}
+
+fn unavailable(addr: &str, e: arrow_flight::error::FlightError) -> WarehouseError {
+    WarehouseError::Unavailable(format!(
+        "compute node {addr} did not take the write (both copies of a slice must be durable): {e}"
+    ))
 }
 
 /// Casts computed rows to the table's columns (by position, or by the
@@ -524,7 +822,7 @@ fn distribute(
     batches: &[RecordBatch],
 ) -> Result<Vec<(u32, RecordBatch)>> {
     let all = arrow::compute::concat_batches(schema, batches)?;
-    let n = map.slices.len() as u32;
+    let n = map.len() as u32;
     let mut per: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
     match t.diststyle.as_str() {
         "ALL" => {

@@ -26,6 +26,9 @@ pub enum WarehouseError {
     NotNull(String),
     #[error("{0}")]
     Unavailable(String),
+    /// A COPY with more bad rows than MAXERROR.
+    #[error("{0}")]
+    LoadFailed(String),
 }
 
 pub type Result<T, E = WarehouseError> = std::result::Result<T, E>;
@@ -37,6 +40,7 @@ impl WarehouseError {
             WarehouseError::Sql(e) => sqlstate_of(e),
             WarehouseError::NotFound(_) => "42P01",
             WarehouseError::NotNull(_) => "23502",
+            WarehouseError::LoadFailed(_) => "22P04",
             WarehouseError::Invalid(_) => "22023",
             WarehouseError::Status(st) => match st.code() {
                 tonic::Code::NotFound => "42P01",

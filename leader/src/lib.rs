@@ -2,15 +2,37 @@
 //!
 //! - [`compute`]: a compute node: slices holding each table's rows as Parquet
 //!   segments, served over Arrow Flight (`DoPut` writes, `DoGet` scans).
+//! - [`placement`]: which compute node holds each slice and its mirror.
+//! - [`scan`]: scans as slice partitions, filters and columns pushed to the nodes;
+//!   [`slice_scan`] is the node's side.
+//! - [`repair`]: compute nodes copy missing segments of their slices from the other copy.
 //! - [`engine`]: the leader's SQL engine: Redshift DDL (DISTSTYLE, DISTKEY,
 //!   SORTKEY), INSERT routed to slices, queries planned and run by DataFusion;
 //!   the catalog lives in the master.
 //! - [`pg`]: the PostgreSQL wire protocol in front of the engine.
+//! - [`copy`]: COPY's options and file parsing, with bad rows reported.
+//! - [`files`]: COPY sources and UNLOAD targets in `basin://` and object stores.
+//! - [`reference`]: single-process DataFusion over files, the TPC-H reference.
+//! - [`unload`]: UNLOAD's options and file encoding.
+//! - [`snapshot`]: incremental snapshots (manual and automated), restore and copy.
+//! - [`flight_sql`]: Arrow Flight SQL in front of the engine (ADBC, JDBC, `basin sql`).
+//! - [`system`]: the system tables (`stv_slices`, `svv_table_info`, `stl_query`, `stl_load_errors`).
 //! - [`error`]: errors with their SQLSTATEs.
 
 pub mod compute;
+pub mod copy;
 pub mod engine;
 pub mod error;
+pub mod files;
+pub mod flight_sql;
 pub mod pg;
+pub mod placement;
+pub mod reference;
+pub mod repair;
+pub mod scan;
+pub mod slice_scan;
+pub mod snapshot;
+pub mod system;
+pub mod unload;
 
 pub use engine::Engine;

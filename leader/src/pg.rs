@@ -52,6 +52,23 @@ fn user_error(e: &WarehouseError) -> PgWireError {
     )))
 }
 
+/// One value in PostgreSQL's text format (`None` for NULL).
+pub fn cell_text(col: &dyn Array, f: &ArrayFormatter<'_>, r: usize) -> Option<String> {
+    if col.is_null(r) {
+        None
+    } else if let Some(x) = float_value(col, r) {
+        Some(pg_float(x))
+    } else if col.data_type() == &DataType::Boolean {
+        Some(if f.value(r).to_string() == "true" {
+            "t".into()
+        } else {
+            "f".into()
+        })
+    } else {
+        Some(f.value(r).to_string())
+    }
+}
+
 /// Rows as PostgreSQL text-format values.
 fn rows_response(
     schema: arrow::datatypes::SchemaRef,
@@ -83,21 +100,7 @@ fn rows_response(
         for r in 0..b.num_rows() {
             let mut enc = DataRowEncoder::new(fields.clone());
             for (c, f) in fmts.iter().enumerate() {
-                let col = b.column(c);
-                let v: Option<String> = if col.is_null(r) {
-                    None
-                } else if let Some(x) = float_value(col.as_ref(), r) {
-                    Some(pg_float(x))
-                } else if col.data_type() == &DataType::Boolean {
-                    Some(if f.value(r).to_string() == "true" {
-                        "t".into()
-                    } else {
-                        "f".into()
-                    })
-                } else {
-                    Some(f.value(r).to_string())
-                };
-                enc.encode_field(&v)?;
+                enc.encode_field(&cell_text(b.column(c).as_ref(), f, r))?;
             }
             rows.push(Ok(enc.take_row()));
         }
@@ -174,14 +177,19 @@ pub struct Handler {
 
 #[async_trait]
 impl SimpleQueryHandler for Handler {
-    async fn do_query<C>(&self, _client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
     where
         C: ClientInfo + ClientPortalStore + Unpin + Send + Sync,
         C::PortalStore: PortalStore,
     {
+        let user = client
+            .metadata()
+            .get(pgwire::api::METADATA_USER)
+            .cloned()
+            .unwrap_or_default();
         let mut out = Vec::new();
         for stmt in split_statements(query) {
-            match self.engine.execute(&stmt).await {
+            match self.engine.execute(&user, &stmt).await {
                 Ok(Outcome::Rows { schema, batches }) => out.push(rows_response(schema, batches)?),
                 Ok(Outcome::Done(tag)) => {
                     let mut parts = tag.rsplitn(2, ' ');

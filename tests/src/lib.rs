@@ -4,6 +4,7 @@
 //! fails, the tail of every process log is printed.
 
 pub mod streams;
+pub mod warehouse;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

@@ -4,39 +4,10 @@
 //! as Parquet, queries and joins them, gets SQLSTATE errors without losing
 //! the session, and finds everything again after the leader restarts.
 
-use std::process::Command;
 use std::time::Duration;
 
-use basin_tests::{Cluster, Spec, http_get, wait_for};
-
-fn psql_available() -> bool {
-    Command::new("psql")
-        .arg("--version")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
-}
-
-/// Runs statements in one psql session; returns (success, stdout, stderr).
-fn psql(pg: &str, password: &str, stmts: &[&str]) -> (bool, String, String) {
-    let (host, port) = pg.split_once(':').expect("host:port");
-    let mut cmd = Command::new("psql");
-    cmd.args([
-        "-h", host, "-p", port, "-U", "basin", "-d", "dev", "-X", "-A", "-t", "-q",
-    ])
-    .args(["-v", "VERBOSITY=verbose"])
-    .env("PGPASSWORD", password)
-    .env("PGCONNECT_TIMEOUT", "10");
-    for s in stmts {
-        cmd.args(["-c", s]);
-    }
-    let o = cmd.output().expect("psql");
-    (
-        o.status.success(),
-        String::from_utf8_lossy(&o.stdout).to_string(),
-        String::from_utf8_lossy(&o.stderr).to_string(),
-    )
-}
+use basin_tests::wait_for;
+use basin_tests::warehouse::{cluster, psql, psql_available, start_warehouse};
 
 fn parquet_files(dir: &std::path::Path) -> usize {
     let mut n = 0;
@@ -60,31 +31,11 @@ fn psql_tables_distributed_over_compute_slices() {
         println!("SKIPPED: psql (postgresql-client) not installed");
         return;
     }
-    let mut c = Cluster::start(Spec {
-        core: 1,
-        task: 0,
-        ..Spec::default()
-    })
-    .expect("cluster");
-    let run = |c: &mut Cluster| -> anyhow::Result<()> {
-        let computes = [
-            c.add_role("compute", "compute-1", &["--slices", "2"])?,
-            c.add_role("compute", "compute-2", &["--slices", "2"])?,
-        ];
-        let leader = c.add_role("leader", "leader", &[])?;
-        for i in computes.iter().chain([&leader]) {
-            let http = c.workers[*i].http.clone();
-            wait_for("the role to be ready", Duration::from_secs(60), || {
-                http_get(&http, "/readyz")
-                    .ok()
-                    .filter(|(code, _)| *code == 200)
-            })?;
-        }
-        let pg = c.workers[leader].addr.clone();
+    let mut c = cluster(1).expect("cluster");
+    let run = |c: &mut basin_tests::Cluster| -> anyhow::Result<()> {
+        let w = start_warehouse(c, 2)?;
+        let (computes, leader, pg) = (w.computes, w.leader, w.pg);
         let token = c.token.clone();
-        wait_for("the leader to answer psql", Duration::from_secs(30), || {
-            psql(&pg, &token, &["SELECT 1"]).0.then_some(())
-        })?;
 
         // Tables of each distribution style.
         let values: Vec<String> = (1..=60)

@@ -3,7 +3,8 @@
 //! under one directory.
 //!
 //! Layout: `D/local.json` (token and master ports, so a restart finds the
-//! same Raft group), `D/cluster.env`, `D/master-N/`, `D/core-N/`, `D/task-N/`.
+//! same Raft group), `D/cluster.env`, `D/master-N/`, `D/core-N/`, `D/task-N/`,
+//! `D/compute-N/` (warehouse slices).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -30,6 +31,11 @@ pub struct LocalOptions {
     pub http_port: u16,
     /// Per-shard stream settings of the core workers.
     pub streams: basin_worker::streams::StreamConfig,
+    /// Warehouse compute nodes (0: no warehouse) and slices on each.
+    pub computes: usize,
+    pub slices: u32,
+    /// Port of the warehouse leader's PostgreSQL endpoint; 0 picks one.
+    pub pg_port: u16,
 }
 
 impl LocalOptions {
@@ -44,6 +50,9 @@ impl LocalOptions {
             dead_after: Duration::from_secs(10),
             http_port: 0,
             streams: Default::default(),
+            computes: 2,
+            slices: 2,
+            pg_port: 0,
         }
     }
 }
@@ -65,8 +74,14 @@ pub struct LocalCluster {
     pub kinesis_url: String,
     http_stop: Option<tokio::sync::oneshot::Sender<()>>,
     pub env_file: PathBuf,
+    /// `host:port` of the warehouse leader's PostgreSQL endpoint (BASIN_PG).
+    pub pg_addr: Option<String>,
+    /// `host:port` of the warehouse leader's Arrow Flight SQL endpoint (BASIN_LEADER).
+    pub leader_addr: Option<String>,
+    pg_stop: Option<tokio::sync::watch::Sender<bool>>,
     masters: Vec<RunningMaster>,
     workers: Vec<RunningWorker>,
+    computes: Vec<basin_leader::compute::RunningCompute>,
 }
 
 fn io(path: &Path, e: std::io::Error) -> ClientError {
@@ -176,6 +191,42 @@ impl LocalCluster {
                 .map_err(|e| ClientError::Other(format!("{name}: {e}")))?;
             workers.push(w);
         }
+        // The warehouse: compute nodes (slices) and a leader speaking PostgreSQL.
+        let masters_client = MasterClient::new(connector.clone(), master_addrs.clone());
+        let mut computes = Vec::new();
+        for i in 0..opts.computes {
+            let name = format!("compute-{}", i + 1);
+            let l = bind(0).await?;
+            let cfg = basin_leader::compute::ComputeConfig {
+                advertise: addr_of(&l)?,
+                data_dir: d.join(&name),
+                masters: master_addrs.clone(),
+                slices: opts.slices.max(1),
+                repair_interval: Duration::from_secs(2),
+            };
+            let c = basin_leader::compute::start(cfg, l, &token, masters_client.clone())
+                .await
+                .map_err(|e| ClientError::Other(format!("{name}: {e}")))?;
+            computes.push(c);
+        }
+        let (pg_addr, leader_addr, pg_stop) = if opts.computes > 0 {
+            let l = bind(opts.pg_port).await?;
+            let addr = addr_of(&l)?;
+            let fl = bind(0).await?;
+            let faddr = addr_of(&fl)?;
+            let engine = basin_leader::Engine::new(masters_client.clone(), &token);
+            let (tx, rx) = tokio::sync::watch::channel(false);
+            tokio::spawn(basin_leader::flight_sql::serve(
+                fl,
+                engine.clone(),
+                token.clone(),
+                rx.clone(),
+            ));
+            tokio::spawn(basin_leader::pg::serve(l, engine, token.clone(), rx));
+            (Some(addr), Some(faddr), Some(tx))
+        } else {
+            (None, None, None)
+        };
         // One HTTP endpoint: /metrics, /healthz and the Kinesis JSON API.
         let http = bind(opts.http_port).await?;
         let kinesis_url = format!("http://{}", addr_of(&http)?);
@@ -203,8 +254,12 @@ impl LocalCluster {
             kinesis_url,
             http_stop: Some(http_stop),
             env_file,
+            pg_addr,
+            leader_addr,
+            pg_stop,
             masters,
             workers,
+            computes,
         };
         cluster.wait_ready(Duration::from_secs(60)).await?;
         cluster.write_env()?;
@@ -217,7 +272,8 @@ impl LocalCluster {
         let start = tokio::time::Instant::now();
         let client = self.master_client();
         loop {
-            let workers_ok = self.workers.iter().all(|w| w.ready());
+            let workers_ok =
+                self.workers.iter().all(|w| w.ready()) && self.computes.iter().all(|c| c.ready());
             if workers_ok
                 && let Ok(st) = client
                     .call(|mut c| async move { c.cluster_status(basin_proto::Empty {}).await })
@@ -246,18 +302,30 @@ impl LocalCluster {
     }
 
     fn write_env(&self) -> Result<()> {
-        let body = format!(
+        let mut body = format!(
             "BASIN_MASTER={}\nBASIN_TOKEN={}\nBASIN_KINESIS_URL={}\n",
             self.master_addrs.join(","),
             self.token,
             self.kinesis_url
         );
+        if let Some(pg) = &self.pg_addr {
+            body.push_str(&format!("BASIN_PG={pg}\n"));
+        }
+        if let Some(l) = &self.leader_addr {
+            body.push_str(&format!("BASIN_LEADER={l}\n"));
+        }
         std::fs::write(&self.env_file, body).map_err(|e| io(&self.env_file, e))
     }
 
     pub async fn shutdown(mut self) {
         if let Some(h) = self.http_stop.take() {
             let _ = h.send(());
+        }
+        if let Some(p) = self.pg_stop.take() {
+            let _ = p.send(true);
+        }
+        for c in self.computes {
+            c.shutdown().await;
         }
         for w in self.workers {
             w.shutdown().await;

@@ -68,5 +68,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Job { cmd } => cli::job_cmd::run(&g, cmd).await,
         Command::Dfs { cmd } => cli::dfs_cmd::run(&g, cmd).await,
         Command::Stream { cmd } => cli::stream_cmd::run(&g, cmd).await,
+        Command::Sql(a) => cli::sql_cmd::run(&g, a).await,
+        Command::Snapshot { cmd } => cli::snapshot_cmd::run(&g, cmd).await,
     }
 }

@@ -229,6 +229,24 @@ impl Master for MasterService {
             warehouse::commit_segments(&self.nn, r.into_inner()).await,
         )
     }
+    async fn record_load_errors(&self, r: Request<pb::RecordLoadErrorsRequest>) -> R<pb::Empty> {
+        count(
+            "record_load_errors",
+            warehouse::record_load_errors(&self.nn, r.into_inner()).await,
+        )
+    }
+    async fn record_snapshot(&self, r: Request<pb::RecordSnapshotRequest>) -> R<pb::Empty> {
+        count(
+            "record_snapshot",
+            warehouse::record_snapshot(&self.nn, r.into_inner()).await,
+        )
+    }
+    async fn delete_snapshot(&self, r: Request<pb::DeleteSnapshotRequest>) -> R<pb::Empty> {
+        count(
+            "delete_snapshot",
+            warehouse::delete_snapshot(&self.nn, r.into_inner()).await,
+        )
+    }
     async fn report_bad_block(&self, r: Request<pb::BadBlockRequest>) -> R<pb::Empty> {
         count(
             "bad_block",

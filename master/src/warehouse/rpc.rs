@@ -3,7 +3,7 @@
 use basin_proto as pb;
 use tonic::Status;
 
-use super::state::{Column, Segment, Table, WarehouseCommand};
+use super::state::{Column, External, LoadError, Segment, Snapshot, Table, WarehouseCommand};
 use crate::namenode::Namenode;
 use crate::namenode::state::{Command, CommandResult};
 
@@ -74,6 +74,26 @@ pub fn catalog(nn: &Namenode) -> Result<pb::WhCatalog, Status> {
                         })
                         .collect(),
                     created_ms: t.created_ms,
+                    location: t
+                        .external
+                        .as_ref()
+                        .map(|e| e.location.clone())
+                        .unwrap_or_default(),
+                    format: t
+                        .external
+                        .as_ref()
+                        .map(|e| e.format.clone())
+                        .unwrap_or_default(),
+                    delimiter: t
+                        .external
+                        .as_ref()
+                        .map(|e| e.delimiter.clone())
+                        .unwrap_or_default(),
+                    skip_header: t
+                        .external
+                        .as_ref()
+                        .map(|e| e.skip_header)
+                        .unwrap_or_default(),
                 })
                 .collect(),
             computes: w
@@ -86,6 +106,21 @@ pub fn catalog(nn: &Namenode) -> Result<pb::WhCatalog, Status> {
                     uuid: c.uuid.clone(),
                 })
                 .collect(),
+            load_errors: w
+                .load_errors
+                .iter()
+                .map(|e| pb::WhLoadError {
+                    query: e.query.clone(),
+                    table: e.table.clone(),
+                    file: e.file.clone(),
+                    line: e.line,
+                    column: e.column.clone(),
+                    raw_value: e.raw_value.clone(),
+                    reason: e.reason.clone(),
+                    time_ms: e.time_ms,
+                })
+                .collect(),
+            snapshots: w.snapshots.values().map(snapshot_to).collect(),
         }
     }))
 }
@@ -113,6 +148,12 @@ pub async fn create_table(nn: &Namenode, r: pb::CreateTableRequest) -> Result<pb
         sortkey: t.sortkey,
         segments: vec![],
         created_ms: basin_common::now_ms(),
+        external: (!t.location.is_empty()).then_some(External {
+            location: t.location,
+            format: t.format,
+            delimiter: t.delimiter,
+            skip_header: t.skip_header,
+        }),
     };
     nn.write(Command::Warehouse(WarehouseCommand::CreateTable {
         table,
@@ -139,6 +180,91 @@ pub async fn commit_segments(
         table: r.table,
         segments: r.segments.into_iter().map(segment_from).collect(),
         replace: r.replace,
+    }))
+    .await?;
+    Ok(pb::Empty {})
+}
+
+pub async fn record_load_errors(
+    nn: &Namenode,
+    r: pb::RecordLoadErrorsRequest,
+) -> Result<pb::Empty, Status> {
+    if r.errors.is_empty() {
+        return Ok(pb::Empty {});
+    }
+    let errors = r
+        .errors
+        .into_iter()
+        .map(|e| LoadError {
+            query: e.query,
+            table: e.table,
+            file: e.file,
+            line: e.line,
+            column: e.column,
+            raw_value: e.raw_value,
+            reason: e.reason,
+            time_ms: e.time_ms,
+        })
+        .collect();
+    nn.write(Command::Warehouse(WarehouseCommand::RecordLoadErrors {
+        errors,
+    }))
+    .await?;
+    Ok(pb::Empty {})
+}
+
+fn snapshot_to(s: &Snapshot) -> pb::WhSnapshot {
+    pb::WhSnapshot {
+        name: s.name.clone(),
+        location: s.location.clone(),
+        created_ms: s.created_ms,
+        automated: s.automated,
+        tables: s.tables,
+        rows: s.rows,
+        bytes: s.bytes,
+        copied_bytes: s.copied_bytes,
+        copied_segments: s.copied_segments,
+        segments: s.segments,
+    }
+}
+
+pub async fn record_snapshot(
+    nn: &Namenode,
+    r: pb::RecordSnapshotRequest,
+) -> Result<pb::Empty, Status> {
+    let s = r
+        .snapshot
+        .ok_or_else(|| Status::invalid_argument("missing snapshot"))?;
+    if s.name.is_empty() || s.location.is_empty() {
+        return Err(Status::invalid_argument(
+            "a snapshot needs a name and a location",
+        ));
+    }
+    let snapshot = Snapshot {
+        name: s.name,
+        location: s.location,
+        created_ms: s.created_ms,
+        automated: s.automated,
+        tables: s.tables,
+        rows: s.rows,
+        bytes: s.bytes,
+        copied_bytes: s.copied_bytes,
+        copied_segments: s.copied_segments,
+        segments: s.segments,
+    };
+    nn.write(Command::Warehouse(WarehouseCommand::RecordSnapshot {
+        snapshot,
+    }))
+    .await?;
+    Ok(pb::Empty {})
+}
+
+pub async fn delete_snapshot(
+    nn: &Namenode,
+    r: pb::DeleteSnapshotRequest,
+) -> Result<pb::Empty, Status> {
+    nn.write(Command::Warehouse(WarehouseCommand::DeleteSnapshot {
+        name: r.name,
     }))
     .await?;
     Ok(pb::Empty {})

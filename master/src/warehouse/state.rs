@@ -12,6 +12,50 @@ pub struct WarehouseState {
     pub tables: BTreeMap<String, Table>,
     pub computes: BTreeMap<u64, Compute>,
     pub next_compute: u64,
+    /// stl_load_errors: the newest rows COPY could not load.
+    #[serde(default)]
+    pub load_errors: std::collections::VecDeque<LoadError>,
+    /// Snapshot records by name (svv_snapshots).
+    #[serde(default)]
+    pub snapshots: BTreeMap<String, Snapshot>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Snapshot {
+    pub name: String,
+    pub location: String,
+    pub created_ms: i64,
+    pub automated: bool,
+    pub tables: u32,
+    pub rows: u64,
+    pub bytes: u64,
+    pub copied_bytes: u64,
+    pub copied_segments: u64,
+    pub segments: u64,
+}
+
+/// Where an external table's files are and how to read them.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct External {
+    pub location: String,
+    pub format: String,
+    pub delimiter: String,
+    pub skip_header: u32,
+}
+
+/// How many load errors the catalog keeps (oldest dropped first).
+pub const MAX_LOAD_ERRORS: usize = 1000;
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LoadError {
+    pub query: String,
+    pub table: String,
+    pub file: String,
+    pub line: u64,
+    pub column: String,
+    pub raw_value: String,
+    pub reason: String,
+    pub time_ms: i64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -47,6 +91,8 @@ pub struct Table {
     pub sortkey: Vec<String>,
     pub segments: Vec<Segment>,
     pub created_ms: i64,
+    #[serde(default)]
+    pub external: Option<External>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -68,6 +114,15 @@ pub enum WarehouseCommand {
         table: String,
         segments: Vec<Segment>,
         replace: bool,
+    },
+    RecordLoadErrors {
+        errors: Vec<LoadError>,
+    },
+    RecordSnapshot {
+        snapshot: Snapshot,
+    },
+    DeleteSnapshot {
+        name: String,
     },
 }
 
@@ -140,6 +195,32 @@ impl FsState {
                     t.segments.clear();
                 }
                 t.segments.extend(segments.iter().cloned());
+                Ok(CommandResult::Ok)
+            }
+            WarehouseCommand::RecordSnapshot { snapshot } => {
+                if w.snapshots.contains_key(&snapshot.name) {
+                    return err(
+                        FsErrorKind::AlreadyExists,
+                        format!("snapshot \"{}\" already exists", snapshot.name),
+                    );
+                }
+                w.snapshots.insert(snapshot.name.clone(), snapshot.clone());
+                Ok(CommandResult::Ok)
+            }
+            WarehouseCommand::DeleteSnapshot { name } => {
+                if w.snapshots.remove(name).is_none() {
+                    return err(
+                        FsErrorKind::NotFound,
+                        format!("snapshot \"{name}\" does not exist"),
+                    );
+                }
+                Ok(CommandResult::Ok)
+            }
+            WarehouseCommand::RecordLoadErrors { errors } => {
+                w.load_errors.extend(errors.iter().cloned());
+                while w.load_errors.len() > MAX_LOAD_ERRORS {
+                    w.load_errors.pop_front();
+                }
                 Ok(CommandResult::Ok)
             }
         }

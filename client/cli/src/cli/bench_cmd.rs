@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+use anyhow::Context;
 use basin_client::CreateOptions;
 use serde_json::json;
 
@@ -50,10 +51,45 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 100)]
         size: usize,
     },
+    /// Single-process DataFusion over files (the reference the warehouse is
+    /// compared with): tables from a schema file of CREATE TABLE statements,
+    /// data from DIR/NAME.parquet or DIR/NAME.tbl; prints rows as `psql -A -t`
+    /// does, and each query's time on stderr.
+    Datafusion {
+        #[arg(long)]
+        schema: std::path::PathBuf,
+        #[arg(long)]
+        data: std::path::PathBuf,
+        /// Query files, run in order.
+        #[arg(short = 'f', long = "file", required = true)]
+        files: Vec<std::path::PathBuf>,
+    },
 }
 
 pub async fn run(g: &Global, cmd: BenchCmd) -> anyhow::Result<()> {
     match cmd {
+        BenchCmd::Datafusion {
+            schema,
+            data,
+            files,
+        } => {
+            let ddl = std::fs::read_to_string(&schema)
+                .with_context(|| format!("cannot read {}", schema.display()))?;
+            let ctx = basin_leader::reference::session(&ddl, &data).await?;
+            for f in files {
+                let sql = std::fs::read_to_string(&f)
+                    .with_context(|| format!("cannot read {}", f.display()))?;
+                let start = Instant::now();
+                let rows = basin_leader::reference::query(&ctx, sql.trim().trim_end_matches(';'))
+                    .await
+                    .with_context(|| format!("{}", f.display()))?;
+                eprintln!("{}\t{:.3}", f.display(), start.elapsed().as_secs_f64());
+                for r in rows {
+                    println!("{r}");
+                }
+            }
+            Ok(())
+        }
         BenchCmd::StreamPut {
             stream,
             records,

@@ -37,6 +37,15 @@ pub struct UpArgs {
     /// Port of the HTTP endpoint (metrics, Kinesis API); 0 picks a free one.
     #[arg(long, default_value_t = 0)]
     pub http_port: u16,
+    /// Warehouse compute nodes (0: no warehouse).
+    #[arg(long, default_value_t = 2)]
+    pub computes: usize,
+    /// Slices on each compute node.
+    #[arg(long, default_value_t = 2)]
+    pub slices: u32,
+    /// Port of the warehouse's PostgreSQL endpoint (BASIN_PG); 0 picks a free one.
+    #[arg(long, default_value_t = 0)]
+    pub pg_port: u16,
     #[command(flatten)]
     pub stream: super::roles::StreamArgs,
 }
@@ -70,6 +79,9 @@ fn options(a: &UpArgs) -> anyhow::Result<LocalOptions> {
     }
     o.http_port = a.http_port;
     o.streams = a.stream.config();
+    o.computes = a.computes;
+    o.slices = a.slices;
+    o.pg_port = a.pg_port;
     Ok(o)
 }
 
@@ -91,6 +103,14 @@ pub async fn run_up(a: UpArgs) -> anyhow::Result<()> {
         "  BASIN_KINESIS_URL={}   (AWS SDKs: endpoint_url)",
         cluster.kinesis_url
     );
+    if let Some(l) = &cluster.leader_addr {
+        println!("  BASIN_LEADER={l}   (Arrow Flight SQL: basin sql, ADBC, JDBC)");
+    }
+    if let Some(pg) = &cluster.pg_addr {
+        println!(
+            "  BASIN_PG={pg}   (psql -h HOST -p PORT -U basin dev; the password is BASIN_TOKEN)"
+        );
+    }
     println!(
         "  env file: {}   (source it in another shell: set -a; . {}; set +a)",
         cluster.env_file.display(),
@@ -201,6 +221,47 @@ async fn stream_tour(cluster: &LocalCluster) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The warehouse: a KEY-distributed table loaded with COPY from the cluster
+/// file system, and an aggregate over its slices (what psql on BASIN_PG sees).
+async fn warehouse_tour(cluster: &LocalCluster, dfs: &DfsClient) -> anyhow::Result<()> {
+    use basin_leader::engine::Outcome;
+    let Some(pg) = &cluster.pg_addr else {
+        return Ok(());
+    };
+    let engine = basin_leader::Engine::new(cluster.master_client(), &cluster.token);
+    let csv: String = (1..=1000)
+        .map(|i| format!("{i},region-{},{}.25\n", i % 4, i % 50))
+        .collect();
+    let mut w = dfs.create("/demo/sales.csv", &Default::default()).await?;
+    w.write(bytes::Bytes::from(csv)).await?;
+    w.close().await?;
+    for sql in [
+        "CREATE TABLE sales (id BIGINT NOT NULL, region VARCHAR(20), amount DECIMAL(10,2)) DISTSTYLE KEY DISTKEY(region) SORTKEY(id)",
+        "COPY sales FROM 'basin:///demo/sales.csv' FORMAT CSV",
+    ] {
+        println!("== sql: {sql}");
+        engine.execute("basin", sql).await?;
+    }
+    let sql = "SELECT region, count(*) AS n, sum(amount) AS total FROM sales GROUP BY region ORDER BY region";
+    println!("== sql: {sql}");
+    let Outcome::Rows { batches, .. } = engine.execute("basin", sql).await? else {
+        bail!("the query returned no rows");
+    };
+    let lines = basin_leader::reference::lines(&batches)?;
+    for l in &lines {
+        println!("   {l}");
+    }
+    if lines.len() != 4 || !lines.iter().all(|l| l.contains("|250|")) {
+        bail!("unexpected warehouse result: {lines:?}");
+    }
+    println!(
+        "   psql: PGPASSWORD=$BASIN_TOKEN psql -h {} -p {} -U basin dev",
+        pg.split(':').next().unwrap_or("127.0.0.1"),
+        pg.rsplit(':').next().unwrap_or("")
+    );
+    Ok(())
+}
+
 async fn tour(cluster: &LocalCluster, dir: &std::path::Path) -> anyhow::Result<()> {
     let dfs = DfsClient::new(cluster.master_client(), "basin".into());
     let local = dir.join("demo-input.bin");
@@ -283,6 +344,7 @@ async fn tour(cluster: &LocalCluster, dir: &std::path::Path) -> anyhow::Result<(
         bail!("wordcount counted \"the\" {:?} times, expected 600", the);
     }
     stream_tour(cluster).await?;
+    warehouse_tour(cluster, &dfs).await?;
     println!("== dfs fsck /");
     let f = dfs.fsck("/").await?;
     println!(

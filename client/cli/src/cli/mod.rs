@@ -9,6 +9,8 @@ pub mod job_cmd;
 pub mod local_cmd;
 pub mod output;
 pub mod roles;
+pub mod snapshot_cmd;
+pub mod sql_cmd;
 pub mod steps;
 pub mod stream_cmd;
 pub mod stream_read;
@@ -141,5 +143,12 @@ pub enum Command {
     Dfs {
         #[command(subcommand)]
         cmd: dfs_cmd::DfsCmd,
+    },
+    /// SQL on the warehouse over Arrow Flight SQL (an interactive shell, -c, -f).
+    Sql(sql_cmd::SqlArgs),
+    /// Warehouse snapshots: create, list, restore, copy, delete.
+    Snapshot {
+        #[command(subcommand)]
+        cmd: snapshot_cmd::SnapshotCmd,
     },
 }

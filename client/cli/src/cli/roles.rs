@@ -180,7 +180,7 @@ fn kinesis_router(g: &Global, peers: &[String], keys: &[String]) -> anyhow::Resu
 
 #[derive(clap::Args, Debug)]
 pub struct LeaderArgs {
-    /// Arrow Flight SQL address (reserved: Flight SQL is not served yet).
+    /// Arrow Flight SQL address (ADBC, JDBC, `basin sql`).
     #[arg(long)]
     pub listen: Option<String>,
     /// PostgreSQL wire protocol address (psql, drivers).
@@ -188,6 +188,24 @@ pub struct LeaderArgs {
     pub pg_listen: String,
     #[arg(long)]
     pub http_listen: Option<String>,
+    /// Where automated snapshots go (basin:///…, s3://…, file:///…).
+    #[arg(long, default_value = "basin:///basin/snapshots")]
+    pub snapshot_location: String,
+    /// An automated snapshot at least this often when there is new data (8h as Redshift).
+    #[arg(long, default_value = "8h", value_parser = humantime::parse_duration)]
+    pub snapshot_every: std::time::Duration,
+    /// …or as soon as this many bytes of new data are committed (5 GB as Redshift).
+    #[arg(long, default_value_t = 5_000_000_000)]
+    pub snapshot_every_bytes: u64,
+    /// How long automated snapshots are kept (1 day by default, at most 35 days).
+    #[arg(long, default_value = "1d", value_parser = humantime::parse_duration)]
+    pub snapshot_retention: std::time::Duration,
+    /// Take no automated snapshots.
+    #[arg(long)]
+    pub no_auto_snapshots: bool,
+    /// Memory one query may use (MiB) before sorts, joins and aggregations spill to disk.
+    #[arg(long, default_value_t = 2048)]
+    pub query_memory_mb: usize,
 }
 
 #[derive(clap::Args, Debug)]
@@ -202,6 +220,9 @@ pub struct ComputeArgs {
     /// Slices on this node (Redshift: one per core).
     #[arg(long, default_value_t = 2)]
     pub slices: u32,
+    /// How often to check for and copy missing segments of this node's slices and mirrors.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    pub repair_interval: std::time::Duration,
     #[arg(long)]
     pub http_listen: Option<String>,
 }
@@ -212,15 +233,53 @@ pub async fn run_leader(g: &Global, a: LeaderArgs) -> anyhow::Result<()> {
     let pg = TcpListener::bind(&a.pg_listen)
         .await
         .with_context(|| format!("cannot listen on {} (--pg-listen)", a.pg_listen))?;
-    let engine = basin_leader::Engine::new(g.masters()?, &token);
+    let flight = match &a.listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (--listen)"))?,
+        ),
+        None => None,
+    };
+    if a.snapshot_retention > basin_leader::snapshot::AutoSnapshots::MAX_RETENTION {
+        bail!("--snapshot-retention is at most 35 days");
+    }
+    let engine =
+        basin_leader::Engine::new(g.masters()?, &token).with_query_memory(a.query_memory_mb << 20);
     let (stop, rx) = tokio::sync::watch::channel(false);
+    let auto = (!a.no_auto_snapshots).then(|| {
+        basin_leader::snapshot::spawn_auto(
+            engine.clone(),
+            basin_leader::snapshot::AutoSnapshots {
+                location: a.snapshot_location.clone(),
+                every: a.snapshot_every,
+                every_bytes: a.snapshot_every_bytes,
+                retention: a.snapshot_retention,
+            },
+            rx.clone(),
+        )
+    });
+    let flight_server = flight.map(|l| {
+        tokio::spawn(basin_leader::flight_sql::serve(
+            l,
+            engine.clone(),
+            token.clone(),
+            rx.clone(),
+        ))
+    });
     let server = tokio::spawn(basin_leader::pg::serve(pg, engine, token.clone(), rx));
-    tracing::info!(pg = %a.pg_listen, "leader started");
+    tracing::info!(pg = %a.pg_listen, flight_sql = a.listen.as_deref().unwrap_or("-"), "leader started");
     let http = serve_http(&a.http_listen, Arc::new(|| true), axum::Router::new()).await?;
     stop_signal().await;
     tracing::info!("stop requested; shutting down");
     let _ = stop.send(true);
     let _ = server.await;
+    if let Some(f) = flight_server {
+        let _ = f.await;
+    }
+    if let Some(a) = auto {
+        let _ = a.await;
+    }
     if let Some(h) = http {
         let _ = h.send(());
     }
@@ -241,6 +300,7 @@ pub async fn run_compute(g: &Global, a: ComputeArgs) -> anyhow::Result<()> {
         data_dir: a.data_dir.clone(),
         masters: g.master.clone(),
         slices: a.slices,
+        repair_interval: a.repair_interval,
     };
     let node = basin_leader::compute::start(cfg, listener, &token, g.masters()?).await?;
     let id = node.node_id.clone();
@@ -267,7 +327,7 @@ fn require_master(g: &Global, who: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn token(g: &Global) -> anyhow::Result<String> {
+pub(crate) fn token(g: &Global) -> anyhow::Result<String> {
     match &g.token {
         Some(t) if !t.is_empty() => Ok(t.clone()),
         _ => bail!("a cluster token is required: pass --token or set BASIN_TOKEN"),

@@ -1,0 +1,161 @@
+//! Keeping slices and mirrors whole. Every compute node, every few seconds,
+//! compares the segments the catalog says it should hold (for the slices it
+//! is primary or mirror of) with what is on its disk, and copies any missing
+//! segment from the slice's other holder. A node that comes back after
+//! missing writes, or that lost its disk, is rebuilt this way.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use arrow::array::RecordBatch;
+use arrow_flight::Ticket;
+use basin_common::rpc::MasterClient;
+use basin_proto as pb;
+use futures::TryStreamExt;
+use tokio::sync::watch;
+
+use crate::compute::{ScanTicket, write_parquet};
+use crate::error::{Result, WarehouseError};
+use crate::placement::SliceMap;
+use crate::scan::connect;
+
+/// The segments on a node's disk: slice → table → segment ids.
+pub type Inventory = BTreeMap<u32, BTreeMap<String, Vec<String>>>;
+
+pub fn inventory(dir: &Path) -> Result<Inventory> {
+    let mut inv = Inventory::new();
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        let name = e.file_name().to_string_lossy().to_string();
+        let Some(slice) = name
+            .strip_prefix("slice-")
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        for t in std::fs::read_dir(e.path())? {
+            let t = t?;
+            let table = t.file_name().to_string_lossy().to_string();
+            let mut segs = Vec::new();
+            for f in std::fs::read_dir(t.path())? {
+                let f = f?.file_name().to_string_lossy().to_string();
+                if let Some(id) = f.strip_suffix(".parquet") {
+                    segs.push(id.to_string());
+                }
+            }
+            segs.sort();
+            inv.entry(slice).or_default().insert(table, segs);
+        }
+    }
+    Ok(inv)
+}
+
+fn segment_path(dir: &Path, table: &str, slice: u32, id: &str) -> PathBuf {
+    dir.join(format!("slice-{slice}"))
+        .join(table)
+        .join(format!("{id}.parquet"))
+}
+
+/// One pass: copies every segment this node should hold and does not. Returns how many it copied.
+pub async fn repair_once(
+    dir: &Path,
+    me: u64,
+    masters: &MasterClient,
+    token: &str,
+) -> Result<usize> {
+    let cat = masters
+        .call(|mut c| async move { c.get_catalog(pb::Empty {}).await })
+        .await?;
+    let map = SliceMap::new(&cat.computes);
+    let held = map.held_by(me);
+    let mut copied = 0;
+    for t in &cat.tables {
+        for seg in &t.segments {
+            if !held.contains(&seg.slice) {
+                continue;
+            }
+            let path = segment_path(dir, &t.name, seg.slice, &seg.id);
+            if path.exists() {
+                continue;
+            }
+            let mut done = false;
+            for h in map.holders(seg.slice).into_iter().filter(|h| h.node != me) {
+                match fetch(&h.addr, token, &t.name, seg.slice, &seg.id).await {
+                    Ok(batches) if !batches.is_empty() => {
+                        let p = path.clone();
+                        tokio::task::spawn_blocking(move || write_parquet(&p, &batches))
+                            .await
+                            .map_err(|e| WarehouseError::Invalid(e.to_string()))??;
+                        done = true;
+                        break;
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::debug!(slice = seg.slice, from = %h.addr, "cannot copy segment {}: {e}", seg.id)
+                    }
+                }
+            }
+            if done {
+                copied += 1;
+                metrics::counter!("basin_compute_segments_rebuilt_total").increment(1);
+            }
+        }
+    }
+    Ok(copied)
+}
+
+async fn fetch(
+    addr: &str,
+    token: &str,
+    table: &str,
+    slice: u32,
+    id: &str,
+) -> Result<Vec<RecordBatch>> {
+    let ticket = ScanTicket {
+        table: table.to_string(),
+        slice,
+        segments: vec![id.to_string()],
+        columns: None,
+        filter: None,
+        limit: None,
+        external: None,
+    };
+    let body = serde_json::to_vec(&ticket).map_err(|e| WarehouseError::Invalid(e.to_string()))?;
+    let mut c = connect(addr, token)?;
+    Ok(c.do_get(Ticket::new(body)).await?.try_collect().await?)
+}
+
+/// Runs repair passes every `interval` until `stop`.
+pub fn spawn(
+    dir: PathBuf,
+    node_id: Arc<AtomicU64>,
+    masters: MasterClient,
+    token: String,
+    interval: Duration,
+    mut stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            let me = node_id.load(Ordering::Relaxed);
+            if me == 0 {
+                continue;
+            }
+            match repair_once(&dir, me, &masters, &token).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(
+                    compute = me,
+                    segments = n,
+                    "rebuilt missing slice segments from their other copies"
+                ),
+                Err(e) => tracing::debug!("repair pass failed: {e}"),
+            }
+        }
+    })
+}
