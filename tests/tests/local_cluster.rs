@@ -24,6 +24,25 @@ fn kinesis_url(dir: &std::path::Path) -> Option<String> {
     })
 }
 
+fn env_value(dir: &std::path::Path, key: &str) -> Option<String> {
+    let text = std::fs::read_to_string(dir.join("cluster.env")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")).map(str::to_string))
+}
+
+/// `basin sql -c` against the warehouse named in cluster.env (BASIN_LEADER).
+fn sql(dir: &std::path::Path, token: &str, stmt: &str) -> std::process::Output {
+    Command::new(basin_bin())
+        .args(["sql", "--csv", "-c", stmt])
+        .env(
+            "BASIN_LEADER",
+            env_value(dir, "BASIN_LEADER").unwrap_or_default(),
+        )
+        .env("BASIN_TOKEN", token)
+        .output()
+        .expect("basin sql")
+}
+
 fn up(dir: &std::path::Path, log: &std::path::Path) -> anyhow::Result<Child> {
     let _ = std::fs::remove_file(dir.join("cluster.env"));
     let log = std::fs::File::create(log)?;
@@ -104,6 +123,17 @@ fn local_up_restart_keeps_files() -> anyhow::Result<()> {
         b"{}",
     )?;
     assert!(code == 200 && body.contains("kept"), "{code} {body}");
+    // The warehouse: BASIN_PG and BASIN_LEADER in cluster.env, a table through Flight SQL.
+    assert!(
+        env_value(&dir, "BASIN_PG").is_some(),
+        "no BASIN_PG in cluster.env"
+    );
+    let o = sql(
+        &dir,
+        &token,
+        "CREATE TABLE kept_t (id BIGINT, name VARCHAR(10)) DISTSTYLE EVEN; INSERT INTO kept_t VALUES (1, 'a'), (2, 'b'), (3, 'c')",
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(
         term(&mut child),
         Some(0),
@@ -138,6 +168,20 @@ fn local_up_restart_keeps_files() -> anyhow::Result<()> {
     let pos = |v: &str| lines.iter().position(|l| *l == v).expect("record");
     assert!(pos("one") < pos("three"), "key a out of order: {lines:?}");
     assert!(lines.contains(&"two"));
+    // The warehouse's table and rows survive the restart.
+    let o = wait_for(
+        "the warehouse after restart",
+        Duration::from_secs(60),
+        || {
+            let o = sql(
+                &dir,
+                &token,
+                "SELECT count(*) AS n, max(name) AS m FROM kept_t",
+            );
+            o.status.success().then_some(o)
+        },
+    )?;
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "n,m\n3,c\n");
     assert_eq!(term(&mut child), Some(0));
     Ok(())
 }
@@ -161,6 +205,8 @@ fn demo_runs_its_tour() -> anyhow::Result<()> {
         "counted 600 times",
         "stream put clicks",
         "stream split",
+        "COPY sales FROM",
+        "region-3|250|",
         "dfs fsck",
         "every step passed",
     ] {
