@@ -61,12 +61,12 @@ pub struct Engine {
 /// The default memory bound per query.
 pub const DEFAULT_QUERY_MEMORY: usize = 2 << 30;
 
-fn ident(s: &str) -> String {
+pub(crate) fn ident(s: &str) -> String {
     s.trim().trim_matches('"').to_lowercase()
 }
 
 /// Patterns are constants of this file (or escaped names): they always compile.
-fn re(p: &str) -> Regex {
+pub(crate) fn re(p: &str) -> Regex {
     Regex::new(p).expect("valid pattern")
 }
 
@@ -106,6 +106,12 @@ pub fn parse_create(sql: &str) -> Result<(String, bool, String, TableOptions)> {
     let close = close.ok_or_else(|| WarehouseError::Invalid("unbalanced parentheses".into()))?;
     let columns = sql[open + 1..close].to_string();
     let tail = &sql[close + 1..];
+    let o = parse_options(tail)?;
+    Ok((name, if_not_exists, columns, o))
+}
+
+/// The Redshift table options after a column list (or before `AS` in CTAS).
+pub fn parse_options(tail: &str) -> Result<TableOptions> {
     let mut o = TableOptions {
         diststyle: "AUTO".into(),
         ..Default::default()
@@ -136,7 +142,7 @@ pub fn parse_create(sql: &str) -> Result<(String, bool, String, TableOptions)> {
             "DISTSTYLE KEY needs DISTKEY(column)".into(),
         ));
     }
-    Ok((name, if_not_exists, columns, o))
+    Ok(o)
 }
 
 pub(crate) fn table_schema(t: &pb::WhTable) -> Result<SchemaRef> {
@@ -240,7 +246,29 @@ impl Engine {
         if re(r"^create\s+external\s+table").is_match(&lower) {
             self.create_external(sql).await
         } else if lower.starts_with("create table") {
-            self.create_table(sql).await
+            match self.create_table_as(sql).await? {
+                Some(done) => Ok(done),
+                None => self.create_table(sql).await,
+            }
+        } else if let Some(c) =
+            re(r"(?is)^delete\s+from\s+([A-Za-z_]\w*)(?:\s+where\s+(.+))?$").captures(sql)
+        {
+            self.delete(&ident(&c[1]), c.get(2).map(|m| m.as_str()))
+                .await
+        } else if let Some(c) =
+            re(r"(?is)^update\s+([A-Za-z_]\w*)\s+set\s+(.+?)(?:\s+where\s+(.+))?$").captures(sql)
+        {
+            self.update(&ident(&c[1]), &c[2], c.get(3).map(|m| m.as_str()))
+                .await
+        } else if let Some(c) =
+            re(r"(?is)^vacuum(?:\s+(?:full\s+|sort\s+only\s+|delete\s+only\s+)?([A-Za-z_]\w*))?$")
+                .captures(sql)
+        {
+            self.vacuum(c.get(1).map(|m| ident(m.as_str())).as_deref())
+                .await
+        } else if let Some(c) = re(r"(?is)^analyze(?:\s+([A-Za-z_]\w*))?$").captures(sql) {
+            self.analyze(c.get(1).map(|m| ident(m.as_str())).as_deref())
+                .await
         } else if let Some(c) = re(r"(?is)^drop\s+table\s+(if\s+exists\s+)?(\S+)$").captures(sql) {
             self.drop_table(&ident(&c[2]), c.get(1).is_some()).await
         } else if let Some(c) =
@@ -439,7 +467,7 @@ impl Engine {
     }
 
     /// A session with every catalog table the statement names, scanned from its slices.
-    async fn session(&self, sql: &str, cat: &pb::WhCatalog) -> Result<SessionContext> {
+    pub(crate) async fn session(&self, sql: &str, cat: &pb::WhCatalog) -> Result<SessionContext> {
         let ctx = self.context()?;
         let map = SliceMap::new(&cat.computes);
         let lower = sql.to_lowercase();
@@ -515,6 +543,18 @@ impl Engine {
         cat: &pb::WhCatalog,
         batches: Vec<RecordBatch>,
     ) -> Result<u64> {
+        self.store_with(t, cat, batches, false).await
+    }
+
+    /// As [`Self::store`]; with `replace`, the new segments replace all of the
+    /// table's segments in the same catalog step (DELETE, UPDATE, VACUUM).
+    pub(crate) async fn store_with(
+        &self,
+        t: &pb::WhTable,
+        cat: &pb::WhCatalog,
+        batches: Vec<RecordBatch>,
+        replace: bool,
+    ) -> Result<u64> {
         if !t.location.is_empty() {
             return Err(WarehouseError::Invalid(format!(
                 "\"{}\" is an external table: its files at {} are read in place, not written",
@@ -523,7 +563,7 @@ impl Engine {
         }
         let schema = table_schema(t)?;
         let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
-        if rows == 0 {
+        if rows == 0 && !replace {
             return Ok(0);
         }
         let map = SliceMap::new(&cat.computes);
@@ -594,7 +634,7 @@ impl Engine {
         let req = pb::CommitSegmentsRequest {
             table: t.name.clone(),
             segments,
-            replace: false,
+            replace,
         };
         self.masters
             .call(|mut c| {
@@ -766,7 +806,7 @@ fn unavailable(addr: &str, e: arrow_flight::error::FlightError) -> WarehouseErro
 
 /// Casts computed rows to the table's columns (by position, or by the
 /// INSERT's column list, with NULL for the rest).
-fn conform(
+pub(crate) fn conform(
     batches: &[RecordBatch],
     schema: &SchemaRef,
     cols: Option<&[String]>,

@@ -11,6 +11,7 @@
 //!   the catalog lives in the master.
 //! - [`pg`]: the PostgreSQL wire protocol in front of the engine.
 //! - [`copy`]: COPY's options and file parsing, with bad rows reported.
+//! - [`dml`]: DELETE, UPDATE, VACUUM, ANALYZE and CREATE TABLE AS.
 //! - [`files`]: COPY sources and UNLOAD targets in `basin://` and object stores.
 //! - [`reference`]: single-process DataFusion over files, the TPC-H reference.
 //! - [`unload`]: UNLOAD's options and file encoding.
@@ -21,6 +22,7 @@
 
 pub mod compute;
 pub mod copy;
+pub mod dml;
 pub mod engine;
 pub mod error;
 pub mod files;

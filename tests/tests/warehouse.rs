@@ -95,6 +95,28 @@ fn psql_tables_distributed_over_compute_slices() {
         }
         anyhow::ensure!(out.contains("still here"), "session not usable: {out}");
 
+        // CREATE TABLE AS, DELETE, UPDATE, VACUUM, ANALYZE rewrite segments.
+        let (ok, out, err) = psql(
+            &pg,
+            &token,
+            &[
+                "CREATE TABLE big_sales DISTSTYLE KEY DISTKEY(region) AS SELECT * FROM sales WHERE amount > 30",
+                "DELETE FROM big_sales WHERE id > 50",
+                "UPDATE big_sales SET amount = amount * 2 WHERE region = 'r1'",
+                "VACUUM big_sales",
+                "ANALYZE big_sales",
+                "SELECT count(*), sum(amount) FROM big_sales",
+                "SELECT diststyle, tbl_rows FROM svv_table_info WHERE \"table\" = 'big_sales'",
+                "DELETE FROM big_sales",
+                "SELECT count(*) FROM big_sales",
+            ],
+        );
+        anyhow::ensure!(ok && err.is_empty(), "rewrites failed: {err}");
+        anyhow::ensure!(
+            out.lines().collect::<Vec<_>>() == ["21|937.5", "KEY(region)|21", "0"],
+            "after the rewrites: {out}"
+        );
+
         // A wrong password is refused.
         let (ok, _, _) = psql(&pg, "wrong", &["SELECT 1"]);
         anyhow::ensure!(!ok, "a wrong password was accepted");
