@@ -19,9 +19,9 @@ while [ $# -gt 0 ]; do
 done
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/basin-target}"
 if [ "$PROFILE" = release ]; then
-  cargo build --release --workspace --bin basin >&2
+  cargo build --release --workspace >&2
 else
-  cargo build --workspace --bin basin >&2
+  cargo build --workspace >&2
 fi
 BIN="$CARGO_TARGET_DIR/$PROFILE/basin"
 [ -x "$BIN" ] || { echo "no binary at $BIN" >&2; exit 1; }

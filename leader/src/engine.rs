@@ -201,6 +201,19 @@ impl Engine {
         crate::scan::connect(addr, &self.token)
     }
 
+    /// The columns a query would return, planned but not run; `None` for a
+    /// statement that returns no rows.
+    pub async fn describe(&self, sql: &str) -> Result<Option<SchemaRef>> {
+        let sql = sql.trim().trim_end_matches(';').trim();
+        if !crate::flight_sql::returns_rows(sql) {
+            return Ok(None);
+        }
+        let cat = self.catalog().await?;
+        let ctx = self.session(sql, &cat).await?;
+        let df = ctx.sql(sql).await?;
+        Ok(Some(Arc::new(df.schema().as_arrow().clone())))
+    }
+
     /// Runs one statement for a user, and logs it in `stl_query`.
     pub async fn execute(&self, user: &str, sql: &str) -> Result<Outcome> {
         let sql = sql.trim().trim_end_matches(';').trim();

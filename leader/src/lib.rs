@@ -9,7 +9,8 @@
 //! - [`engine`]: the leader's SQL engine: Redshift DDL (DISTSTYLE, DISTKEY,
 //!   SORTKEY), INSERT routed to slices, queries planned and run by DataFusion;
 //!   the catalog lives in the master.
-//! - [`pg`]: the PostgreSQL wire protocol in front of the engine.
+//! - [`pg`]: the PostgreSQL wire protocol in front of the engine;
+//!   [`pg_extended`] its extended query protocol (prepared statements, parameters).
 //! - [`copy`]: COPY's options and file parsing, with bad rows reported.
 //! - [`dml`]: DELETE, UPDATE, VACUUM, ANALYZE and CREATE TABLE AS.
 //! - [`files`]: COPY sources and UNLOAD targets in `basin://` and object stores.
@@ -28,6 +29,7 @@ pub mod error;
 pub mod files;
 pub mod flight_sql;
 pub mod pg;
+pub mod pg_extended;
 pub mod placement;
 pub mod reference;
 pub mod repair;

@@ -44,7 +44,7 @@ pub fn pg_type(dt: &DataType) -> Type {
     }
 }
 
-fn user_error(e: &WarehouseError) -> PgWireError {
+pub(crate) fn user_error(e: &WarehouseError) -> PgWireError {
     PgWireError::UserError(Box::new(ErrorInfo::new(
         "ERROR".to_string(),
         e.sqlstate().to_string(),
@@ -70,7 +70,7 @@ pub fn cell_text(col: &dyn Array, f: &ArrayFormatter<'_>, r: usize) -> Option<St
 }
 
 /// Rows as PostgreSQL text-format values.
-fn rows_response(
+pub(crate) fn rows_response(
     schema: arrow::datatypes::SchemaRef,
     batches: Vec<arrow::array::RecordBatch>,
 ) -> PgWireResult<Response> {
@@ -172,7 +172,7 @@ pub fn split_statements(sql: &str) -> Vec<String> {
 }
 
 pub struct Handler {
-    engine: Engine,
+    pub(crate) engine: Engine,
 }
 
 #[async_trait]
@@ -234,6 +234,9 @@ struct Factory {
 
 impl PgWireServerHandlers for Factory {
     fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
+        self.handler.clone()
+    }
+    fn extended_query_handler(&self) -> Arc<impl pgwire::api::query::ExtendedQueryHandler> {
         self.handler.clone()
     }
     fn startup_handler(&self) -> Arc<impl StartupHandler> {
