@@ -4,26 +4,32 @@
 # it links (found with ldd), a non-root user, and the same entrypoint and
 # HEALTHCHECK as deploy/docker/Dockerfile.
 #
-# Usage: deploy/docker/build-image.sh [--profile debug|release] [--tag NAME]
-#   (builds the binary with cargo first; CARGO_TARGET_DIR is honoured)
+# Usage: deploy/docker/build-image.sh [--profile debug|release] [--tag NAME] [--binary PATH]
+#   (builds the binary with cargo first, CARGO_TARGET_DIR honoured; --binary
+#   packs an already built binary instead, as the compose test does)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PROFILE=release
 TAG=basin:local
+BINARY=
 while [ $# -gt 0 ]; do
   case "$1" in
     --profile) PROFILE=$2; shift 2 ;;
     --tag) TAG=$2; shift 2 ;;
-    *) echo "usage: $0 [--profile debug|release] [--tag NAME]" >&2; exit 2 ;;
+    --binary) BINARY=$2; shift 2 ;;
+    *) echo "usage: $0 [--profile debug|release] [--tag NAME] [--binary PATH]" >&2; exit 2 ;;
   esac
 done
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/basin-target}"
-if [ "$PROFILE" = release ]; then
+if [ -n "$BINARY" ]; then
+  BIN="$BINARY"
+elif [ "$PROFILE" = release ]; then
   cargo build --release --workspace >&2
+  BIN="$CARGO_TARGET_DIR/release/basin"
 else
   cargo build --workspace >&2
+  BIN="$CARGO_TARGET_DIR/debug/basin"
 fi
-BIN="$CARGO_TARGET_DIR/$PROFILE/basin"
 [ -x "$BIN" ] || { echo "no binary at $BIN" >&2; exit 1; }
 docker info >/dev/null 2>&1 || { echo "no Docker engine answers" >&2; exit 3; }
 

@@ -151,7 +151,8 @@ fn compose_cluster_survives_faults() -> anyhow::Result<()> {
     }
     // The image from the binary these tests use (debug build): no pull, no registry.
     let build = Command::new(repo().join("deploy/docker/build-image.sh"))
-        .args(["--profile", "debug", "--tag", &image])
+        .args(["--profile", "debug", "--tag", &image, "--binary"])
+        .arg(basin_bin())
         .output()?;
     assert!(
         build.status.success(),
