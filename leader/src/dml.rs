@@ -249,16 +249,7 @@ impl Engine {
             sortkey: o.sortkey,
             ..Default::default()
         };
-        let req = pb::CreateTableRequest {
-            table: Some(table),
-            if_not_exists: false,
-        };
-        self.masters
-            .call(|mut c| {
-                let req = req.clone();
-                async move { c.create_table(req).await }
-            })
-            .await?;
+        self.create_in_catalog(table, false).await?;
         let (cat, t, schema) = self.table(&name).await?;
         let batches = conform(&batches, &schema, None)?;
         let n = self.store(&t, &cat, batches).await?;

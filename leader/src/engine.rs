@@ -26,10 +26,10 @@ use basin_client::DfsClient;
 use basin_common::rpc::MasterClient;
 use basin_proto as pb;
 use datafusion::prelude::SessionContext;
-use futures::{StreamExt, TryStreamExt};
+use futures::TryStreamExt;
 use regex::Regex;
 
-use crate::copy::{self, BadRow, CopySpec};
+use crate::copy;
 use crate::error::{Result, WarehouseError};
 use crate::files;
 use crate::placement::SliceMap;
@@ -70,80 +70,7 @@ pub(crate) fn re(p: &str) -> Regex {
     Regex::new(p).expect("valid pattern")
 }
 
-/// The Redshift table options, taken off the statement text.
-#[derive(Debug, Default, PartialEq)]
-pub struct TableOptions {
-    pub diststyle: String,
-    pub distkey: Option<String>,
-    pub sortkey: Vec<String>,
-}
-
-/// Splits `CREATE TABLE name (columns) options` into its parts.
-pub fn parse_create(sql: &str) -> Result<(String, bool, String, TableOptions)> {
-    let head =
-        re(r#"(?is)^\s*create\s+table\s+(if\s+not\s+exists\s+)?([A-Za-z_][\w.]*|"[^"]+")\s*\("#);
-    let caps = head
-        .captures(sql)
-        .ok_or_else(|| WarehouseError::Invalid("expected CREATE TABLE name (columns …)".into()))?;
-    let if_not_exists = caps.get(1).is_some();
-    let name = ident(caps.get(2).map(|m| m.as_str()).unwrap_or_default());
-    let open = caps.get(0).map(|m| m.end()).unwrap_or(0) - 1;
-    let mut depth = 0usize;
-    let mut close = None;
-    for (i, ch) in sql[open..].char_indices() {
-        match ch {
-            '(' => depth += 1,
-            ')' => {
-                depth -= 1;
-                if depth == 0 {
-                    close = Some(open + i);
-                    break;
-                }
-            }
-            _ => {}
-        }
-    }
-    let close = close.ok_or_else(|| WarehouseError::Invalid("unbalanced parentheses".into()))?;
-    let columns = sql[open + 1..close].to_string();
-    let tail = &sql[close + 1..];
-    let o = parse_options(tail)?;
-    Ok((name, if_not_exists, columns, o))
-}
-
-/// The Redshift table options after a column list (or before `AS` in CTAS).
-pub fn parse_options(tail: &str) -> Result<TableOptions> {
-    let mut o = TableOptions {
-        diststyle: "AUTO".into(),
-        ..Default::default()
-    };
-    if let Some(c) = re(r"(?i)diststyle\s+(auto|even|key|all)").captures(tail) {
-        o.diststyle = c[1].to_uppercase();
-    }
-    if let Some(c) = re(r"(?i)distkey\s*\(\s*([^)]+?)\s*\)").captures(tail) {
-        o.distkey = Some(ident(&c[1]));
-        if o.diststyle == "AUTO" {
-            o.diststyle = "KEY".into();
-        }
-    }
-    if let Some(c) = re(r"(?i)(?:compound\s+|interleaved\s+)?sortkey\s*\(([^)]+)\)").captures(tail)
-    {
-        o.sortkey = c[1].split(',').map(ident).collect();
-    }
-    let rest = re(r"(?i)(diststyle\s+\w+|distkey\s*\([^)]*\)|(compound\s+|interleaved\s+)?sortkey\s*\([^)]*\))")
-        .replace_all(tail, "");
-    if !rest.trim().trim_end_matches(';').trim().is_empty() {
-        return Err(WarehouseError::Invalid(format!(
-            "unexpected table option: {}",
-            rest.trim()
-        )));
-    }
-    if o.diststyle == "KEY" && o.distkey.is_none() {
-        return Err(WarehouseError::Invalid(
-            "DISTSTYLE KEY needs DISTKEY(column)".into(),
-        ));
-    }
-    Ok(o)
-}
+pub use crate::ddl::{TableOptions, parse_create, parse_options};
 
 pub(crate) fn table_schema(t: &pb::WhTable) -> Result<SchemaRef> {
     let fields = t
@@ -310,173 +237,6 @@ impl Engine {
         } else {
             self.query(sql).await
         }
-    }
-
-    async fn create_table(&self, sql: &str) -> Result<Outcome> {
-        let (name, if_not_exists, columns, o) = parse_create(sql)?;
-        // DataFusion parses the column list into Arrow types.
-        let scratch = SessionContext::new();
-        scratch
-            .sql(&format!("CREATE TABLE t ({columns})"))
-            .await?
-            .collect()
-            .await?;
-        let provider = scratch.table_provider("t").await?;
-        let schema = provider.schema();
-        for k in o.distkey.iter().chain(&o.sortkey) {
-            if schema.field_with_name(k).is_err() {
-                return Err(WarehouseError::Invalid(format!(
-                    "column \"{k}\" named in DISTKEY/SORTKEY does not exist"
-                )));
-            }
-        }
-        let table = pb::WhTable {
-            name: name.clone(),
-            columns: schema
-                .fields()
-                .iter()
-                .map(|f| pb::WhColumn {
-                    name: f.name().to_lowercase(),
-                    data_type: f.data_type().to_string(),
-                    nullable: f.is_nullable(),
-                })
-                .collect(),
-            diststyle: if o.diststyle == "AUTO" {
-                "EVEN".into()
-            } else {
-                o.diststyle
-            },
-            distkey: o.distkey.unwrap_or_default(),
-            sortkey: o.sortkey,
-            segments: vec![],
-            created_ms: 0,
-            ..Default::default()
-        };
-        let req = pb::CreateTableRequest {
-            table: Some(table),
-            if_not_exists,
-        };
-        self.masters
-            .call(|mut c| {
-                let req = req.clone();
-                async move { c.create_table(req).await }
-            })
-            .await?;
-        Ok(Outcome::Done("CREATE TABLE".into()))
-    }
-
-    /// `CREATE EXTERNAL TABLE name [(columns)] [ROW FORMAT DELIMITED FIELDS
-    /// TERMINATED BY 'c'] STORED AS PARQUET|CSV|TEXTFILE LOCATION 'url'
-    /// [TABLE PROPERTIES ('skip.header.line.count'='n')]`: files queried in
-    /// place. A Parquet table without columns takes them from its first file.
-    async fn create_external(&self, sql: &str) -> Result<Outcome> {
-        let c = re(r#"(?is)^\s*create\s+external\s+table\s+(if\s+not\s+exists\s+)?([A-Za-z_]\w*|"[^"]+")\s*(\((.*)\))?\s*(row\s+format\s+delimited\s+fields\s+terminated\s+by\s+'([^']*)'\s*)?stored\s+as\s+(parquet|csv|textfile)\s+location\s+'([^']*)'\s*(table\s+properties\s*\(\s*'skip\.header\.line\.count'\s*=\s*'(\d+)'\s*\))?\s*$"#)
-            .captures(sql)
-            .ok_or_else(|| WarehouseError::Invalid(
-                "expected CREATE EXTERNAL TABLE name [(columns)] [ROW FORMAT DELIMITED FIELDS TERMINATED BY 'c'] STORED AS PARQUET|CSV LOCATION 'url' [TABLE PROPERTIES ('skip.header.line.count'='n')]".into(),
-            ))?;
-        let name = ident(&c[2]);
-        let format = match c[7].to_uppercase().as_str() {
-            "PARQUET" => "PARQUET",
-            _ => "CSV",
-        };
-        let location = c[8].to_string();
-        let files = files::list(&self.dfs, &location).await?;
-        let schema: SchemaRef = match c.get(4) {
-            Some(cols) => {
-                let scratch = SessionContext::new();
-                scratch
-                    .sql(&format!("CREATE TABLE t ({})", cols.as_str()))
-                    .await?
-                    .collect()
-                    .await?;
-                scratch.table_provider("t").await?.schema()
-            }
-            None if format == "PARQUET" => {
-                let first = files
-                    .first()
-                    .ok_or_else(|| WarehouseError::NotFound(format!("no files at {location}")))?;
-                let data = files::read(&self.dfs, first).await?;
-                parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(data)?
-                    .schema()
-                    .clone()
-            }
-            None => {
-                return Err(WarehouseError::Invalid(
-                    "a CSV external table needs its columns".into(),
-                ));
-            }
-        };
-        let delimiter = c.get(6).map(|m| m.as_str().to_string()).unwrap_or_else(|| {
-            if c[7].eq_ignore_ascii_case("textfile") {
-                "|".into()
-            } else {
-                ",".into()
-            }
-        });
-        if delimiter.len() != 1 {
-            return Err(WarehouseError::Invalid(format!(
-                "FIELDS TERMINATED BY must be one character, not '{delimiter}'"
-            )));
-        }
-        let table = pb::WhTable {
-            name,
-            columns: schema
-                .fields()
-                .iter()
-                .map(|f| pb::WhColumn {
-                    name: f.name().to_lowercase(),
-                    data_type: f.data_type().to_string(),
-                    nullable: true,
-                })
-                .collect(),
-            diststyle: "EXTERNAL".into(),
-            location,
-            format: format.into(),
-            delimiter,
-            skip_header: c.get(10).and_then(|m| m.as_str().parse().ok()).unwrap_or(0),
-            ..Default::default()
-        };
-        let req = pb::CreateTableRequest {
-            table: Some(table),
-            if_not_exists: c.get(1).is_some(),
-        };
-        self.masters
-            .call(|mut c| {
-                let req = req.clone();
-                async move { c.create_table(req).await }
-            })
-            .await?;
-        Ok(Outcome::Done("CREATE EXTERNAL TABLE".into()))
-    }
-
-    async fn drop_table(&self, name: &str, if_exists: bool) -> Result<Outcome> {
-        let req = pb::DropTableRequest {
-            name: name.to_string(),
-            if_exists,
-        };
-        self.masters
-            .call(|mut c| {
-                let req = req.clone();
-                async move { c.drop_table(req).await }
-            })
-            .await?;
-        Ok(Outcome::Done("DROP TABLE".into()))
-    }
-
-    async fn truncate(&self, name: &str) -> Result<Outcome> {
-        let req = pb::CommitSegmentsRequest {
-            table: name.to_string(),
-            segments: vec![],
-            replace: true,
-        };
-        self.masters
-            .call(|mut c| {
-                let req = req.clone();
-                async move { c.commit_segments(req).await }
-            })
-            .await?;
-        Ok(Outcome::Done("TRUNCATE TABLE".into()))
     }
 
     /// A session with every catalog table the statement names, scanned from its slices.
@@ -658,107 +418,6 @@ impl Engine {
         Ok(rows as u64)
     }
 
-    /// `COPY`: reads every file at the location (four at a time), keeps the
-    /// rows that parse, records the ones that do not in `stl_load_errors`,
-    /// and commits nothing when there are more bad rows than MAXERROR.
-    async fn copy(&self, spec: CopySpec) -> Result<Outcome> {
-        let cat = self.catalog().await?;
-        let t = cat
-            .tables
-            .iter()
-            .find(|t| t.name == spec.table)
-            .ok_or_else(|| {
-                WarehouseError::NotFound(format!("relation \"{}\" does not exist", spec.table))
-            })?;
-        let schema = table_schema(t)?;
-        let cols: Vec<String> = match &spec.columns {
-            Some(c) => c.clone(),
-            None => schema.fields().iter().map(|f| f.name().clone()).collect(),
-        };
-        let target: SchemaRef = Arc::new(Schema::new(
-            cols.iter()
-                .map(|c| {
-                    schema.field_with_name(c).cloned().map_err(|_| {
-                        WarehouseError::Invalid(format!(
-                            "column \"{c}\" of relation \"{}\" does not exist",
-                            t.name
-                        ))
-                    })
-                })
-                .collect::<Result<Vec<_>>>()?,
-        ));
-        let sources = files::list(&self.dfs, &spec.source).await?;
-        let loads = futures::stream::iter(sources.into_iter().map(|loc| {
-            let spec = spec.clone();
-            let target = target.clone();
-            async move {
-                let data = files::read(&self.dfs, &loc).await?;
-                let name = loc.display();
-                tokio::task::spawn_blocking(move || copy::load_file(&spec, &name, data, &target))
-                    .await
-                    .map_err(|e| WarehouseError::Invalid(format!("load task failed: {e}")))?
-            }
-        }))
-        .buffered(4)
-        .try_collect::<Vec<_>>()
-        .await?;
-        let mut batches = Vec::new();
-        let mut bad: Vec<BadRow> = Vec::new();
-        for l in loads {
-            batches.extend(l.batch);
-            bad.extend(l.bad);
-        }
-        let load_id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
-        if !bad.is_empty() {
-            self.record_load_errors(&load_id, &t.name, &bad).await?;
-        }
-        if bad.len() as u64 > spec.max_error {
-            return Err(WarehouseError::LoadFailed(format!(
-                "Load into table '{}' failed: {} row(s) could not be loaded, more than MAXERROR {}; nothing was loaded. First bad row: {}. All of them are in stl_load_errors (query '{load_id}').",
-                t.name,
-                bad.len(),
-                spec.max_error,
-                bad[0]
-            )));
-        }
-        let batches = conform(&batches, &schema, Some(&cols))?;
-        let rows = self.store(t, &cat, batches).await?;
-        if !bad.is_empty() {
-            tracing::warn!(table = %t.name, rows, skipped = bad.len(), "COPY skipped rows within MAXERROR");
-        }
-        Ok(Outcome::Done(format!("COPY {rows}")))
-    }
-
-    /// `UNLOAD`: runs the query and writes its rows as one file per slice,
-    /// in parallel, named as Redshift names them (`PREFIX0000_part_00.parquet`).
-    async fn unload(&self, spec: unload::UnloadSpec) -> Result<Outcome> {
-        let cat = self.catalog().await?;
-        let ctx = self.session(&spec.query, &cat).await?;
-        let df = ctx.sql(&spec.query).await?;
-        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-        let batches = df.collect().await?;
-        let parts = SliceMap::new(&cat.computes).len().max(1);
-        let files = unload::split(&schema, &batches, parts)?;
-        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
-        let writes = files.into_iter().enumerate().map(|(i, part)| {
-            let spec = &spec;
-            let schema = schema.clone();
-            async move {
-                let (name, data) = unload::encode(spec, i, &schema, &part)?;
-                let loc = basin_client::Location::parse(&name)
-                    .map_err(|e| WarehouseError::Invalid(e.to_string()))?;
-                if !spec.allow_overwrite && files::exists(&self.dfs, &loc).await? {
-                    return Err(WarehouseError::Invalid(format!(
-                        "{name} already exists (add ALLOWOVERWRITE to replace it)"
-                    )));
-                }
-                files::write(&self.dfs, &loc, data).await
-            }
-        });
-        futures::future::try_join_all(writes).await?;
-        Ok(Outcome::Done(format!("UNLOAD {rows}")))
-    }
-
     /// What each compute node holds (`None` for a node that does not answer).
     async fn inventories(&self, cat: &pb::WhCatalog) -> system::Inventories {
         let asks = cat.computes.iter().map(|c| async move {
@@ -781,33 +440,6 @@ impl Engine {
             (c.id, inv)
         });
         futures::future::join_all(asks).await.into_iter().collect()
-    }
-
-    async fn record_load_errors(&self, load_id: &str, table: &str, bad: &[BadRow]) -> Result<()> {
-        let now = basin_common::now_ms();
-        let req = pb::RecordLoadErrorsRequest {
-            errors: bad
-                .iter()
-                .take(100)
-                .map(|b| pb::WhLoadError {
-                    query: load_id.to_string(),
-                    table: table.to_string(),
-                    file: b.file.clone(),
-                    line: b.line,
-                    column: b.column.clone(),
-                    raw_value: b.raw.chars().take(1024).collect(),
-                    reason: b.reason.clone(),
-                    time_ms: now,
-                })
-                .collect(),
-        };
-        self.masters
-            .call(|mut c| {
-                let req = req.clone();
-                async move { c.record_load_errors(req).await }
-            })
-            .await?;
-        Ok(())
     }
 }
 
@@ -938,32 +570,4 @@ fn sort_batch(b: &RecordBatch, keys: &[String]) -> Result<RecordBatch> {
         .map(|c| arrow::compute::take(c.as_ref(), &idx, None))
         .collect::<std::result::Result<Vec<_>, _>>()?;
     Ok(RecordBatch::try_new(b.schema(), cols)?)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn create_table_options() {
-        let (name, ine, cols, o) = parse_create(
-            "CREATE TABLE Sales (id INT, region VARCHAR(10), amount DECIMAL(10,2)) DISTSTYLE KEY DISTKEY(region) COMPOUND SORTKEY(id, region)",
-        )
-        .expect("parse");
-        assert_eq!(name, "sales");
-        assert!(!ine);
-        assert!(cols.contains("DECIMAL(10,2)"));
-        assert_eq!(
-            o,
-            TableOptions {
-                diststyle: "KEY".into(),
-                distkey: Some("region".into()),
-                sortkey: vec!["id".into(), "region".into()],
-            }
-        );
-        let (_, _, _, o) = parse_create("create table t (a int) diststyle all").expect("parse");
-        assert_eq!(o.diststyle, "ALL");
-        assert!(parse_create("create table t (a int) diststyle key").is_err());
-        assert!(parse_create("create table t (a int) bogus option").is_err());
-    }
 }

@@ -12,6 +12,8 @@
 //! - [`pg`]: the PostgreSQL wire protocol in front of the engine;
 //!   [`pg_extended`] its extended query protocol (prepared statements, parameters).
 //! - [`copy`]: COPY's options and file parsing, with bad rows reported.
+//! - [`ddl`]: table options, CREATE [EXTERNAL] TABLE, DROP, TRUNCATE.
+//! - [`load`]: running COPY and UNLOAD.
 //! - [`dml`]: DELETE, UPDATE, VACUUM, ANALYZE and CREATE TABLE AS.
 //! - [`files`]: COPY sources and UNLOAD targets in `basin://` and object stores.
 //! - [`reference`]: single-process DataFusion over files, the TPC-H reference.
@@ -23,11 +25,13 @@
 
 pub mod compute;
 pub mod copy;
+pub mod ddl;
 pub mod dml;
 pub mod engine;
 pub mod error;
 pub mod files;
 pub mod flight_sql;
+pub mod load;
 pub mod pg;
 pub mod pg_extended;
 pub mod placement;

@@ -52,6 +52,16 @@ pub(crate) fn user_error(e: &WarehouseError) -> PgWireError {
     )))
 }
 
+/// A command tag (`INSERT 0 5`, `CREATE TABLE`) as a completion, with its row count.
+pub(crate) fn tag_response(tag: &str) -> Response {
+    let mut parts = tag.rsplitn(2, ' ');
+    let last = parts.next().unwrap_or_default();
+    Response::Execution(match (last.parse::<usize>(), parts.next()) {
+        (Ok(n), Some(head)) => Tag::new(head).with_rows(n),
+        _ => Tag::new(tag),
+    })
+}
+
 /// One value in PostgreSQL's text format (`None` for NULL).
 pub fn cell_text(col: &dyn Array, f: &ArrayFormatter<'_>, r: usize) -> Option<String> {
     if col.is_null(r) {
@@ -191,15 +201,7 @@ impl SimpleQueryHandler for Handler {
         for stmt in split_statements(query) {
             match self.engine.execute(&user, &stmt).await {
                 Ok(Outcome::Rows { schema, batches }) => out.push(rows_response(schema, batches)?),
-                Ok(Outcome::Done(tag)) => {
-                    let mut parts = tag.rsplitn(2, ' ');
-                    let last = parts.next().unwrap_or_default();
-                    let t = match (last.parse::<usize>(), parts.next()) {
-                        (Ok(n), Some(head)) => Tag::new(head).with_rows(n),
-                        _ => Tag::new(&tag),
-                    };
-                    out.push(Response::Execution(t));
-                }
+                Ok(Outcome::Done(tag)) => out.push(tag_response(&tag)),
                 Err(e) => {
                     out.push(Response::Error(Box::new(ErrorInfo::new(
                         "ERROR".to_string(),

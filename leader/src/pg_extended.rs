@@ -12,7 +12,7 @@ use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::ExtendedQueryHandler;
 use pgwire::api::results::{
     DescribePortalResponse, DescribeResponse, DescribeStatementResponse, FieldFormat, FieldInfo,
-    Response, Tag,
+    Response,
 };
 use pgwire::api::stmt::{NoopQueryParser, StoredStatement};
 use pgwire::api::{ClientInfo, Type};
@@ -20,7 +20,7 @@ use pgwire::error::{ErrorInfo, PgWireResult};
 
 use crate::engine::Outcome;
 use crate::error::WarehouseError;
-use crate::pg::{Handler, pg_type, rows_response, user_error};
+use crate::pg::{Handler, pg_type, rows_response, tag_response, user_error};
 
 /// A parameter as a SQL literal.
 fn literal(value: Option<&str>, ty: Option<&Type>) -> String {
@@ -320,16 +320,7 @@ impl ExtendedQueryHandler for Handler {
         }
         match self.engine.execute(&user(client), &sql).await {
             Ok(Outcome::Rows { schema, batches }) => rows_response(schema, batches),
-            Ok(Outcome::Done(tag)) => {
-                let mut parts = tag.rsplitn(2, ' ');
-                let last = parts.next().unwrap_or_default();
-                Ok(Response::Execution(
-                    match (last.parse::<usize>(), parts.next()) {
-                        (Ok(n), Some(head)) => Tag::new(head).with_rows(n),
-                        _ => Tag::new(&tag),
-                    },
-                ))
-            }
+            Ok(Outcome::Done(tag)) => Ok(tag_response(&tag)),
             Err(e) => Ok(Response::Error(Box::new(ErrorInfo::new(
                 "ERROR".to_string(),
                 e.sqlstate().to_string(),

@@ -347,16 +347,7 @@ impl Engine {
                 sortkey: t.sortkey.clone(),
                 ..Default::default()
             };
-            let req = pb::CreateTableRequest {
-                table: Some(def.clone()),
-                if_not_exists: false,
-            };
-            self.masters
-                .call(|mut c| {
-                    let req = req.clone();
-                    async move { c.create_table(req).await }
-                })
-                .await?;
+            self.create_in_catalog(def.clone(), false).await?;
             let schema = table_schema(&def)?;
             let cat = self.catalog().await?;
             let created = cat

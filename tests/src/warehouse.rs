@@ -102,3 +102,22 @@ pub fn cluster(core: usize) -> Result<Cluster> {
         ..Spec::default()
     })
 }
+
+/// Runs a warehouse test on a cluster of one master and one core worker;
+/// on failure prints every process's log tail and panics.
+pub fn on_cluster(f: impl FnOnce(&mut Cluster) -> Result<()>) {
+    let mut c = cluster(1).expect("cluster");
+    if let Err(e) = f(&mut c) {
+        c.dump_logs();
+        panic!("{e:#}");
+    }
+}
+
+/// [`on_cluster`] for a test that drives `psql`: says SKIPPED without it.
+pub fn psql_test(f: impl FnOnce(&mut Cluster) -> Result<()>) {
+    if !psql_available() {
+        println!("SKIPPED: psql (postgresql-client) not installed");
+        return;
+    }
+    on_cluster(f)
+}

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use basin_tests::wait_for;
-use basin_tests::warehouse::{cluster, psql, psql_available, start_warehouse};
+use basin_tests::warehouse::{psql, psql_test, start_warehouse};
 
 fn parquet_files(dir: &std::path::Path) -> usize {
     let mut n = 0;
@@ -27,12 +27,7 @@ fn parquet_files(dir: &std::path::Path) -> usize {
 
 #[test]
 fn psql_tables_distributed_over_compute_slices() {
-    if !psql_available() {
-        println!("SKIPPED: psql (postgresql-client) not installed");
-        return;
-    }
-    let mut c = cluster(1).expect("cluster");
-    let run = |c: &mut basin_tests::Cluster| -> anyhow::Result<()> {
+    psql_test(|c: &mut basin_tests::Cluster| -> anyhow::Result<()> {
         let w = start_warehouse(c, 2)?;
         let (computes, leader, pg) = (w.computes, w.leader, w.pg);
         let token = c.token.clone();
@@ -130,9 +125,5 @@ fn psql_tables_distributed_over_compute_slices() {
         })?;
         anyhow::ensure!(out.trim() == "60", "after restart: {out}");
         Ok(())
-    };
-    if let Err(e) = run(&mut c) {
-        c.dump_logs();
-        panic!("{e:#}");
-    }
+    });
 }

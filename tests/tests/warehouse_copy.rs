@@ -5,16 +5,11 @@
 //! loaded and the error names the first bad row; system tables describe the
 //! tables and statements.
 
-use basin_tests::warehouse::{cluster, psql, psql_available, psql_ok, start_warehouse};
+use basin_tests::warehouse::{psql, psql_ok, psql_test, start_warehouse};
 
 #[test]
 fn copy_unload_and_load_errors() {
-    if !psql_available() {
-        println!("SKIPPED: psql (postgresql-client) not installed");
-        return;
-    }
-    let mut c = cluster(1).expect("cluster");
-    let run = |c: &mut basin_tests::Cluster| -> anyhow::Result<()> {
+    psql_test(|c: &mut basin_tests::Cluster| -> anyhow::Result<()> {
         let w = start_warehouse(c, 2)?;
         let pg = w.pg.clone();
         let token = c.token.clone();
@@ -209,9 +204,5 @@ fn copy_unload_and_load_errors() {
             "system tables: {out}"
         );
         Ok(())
-    };
-    if let Err(e) = run(&mut c) {
-        c.dump_logs();
-        panic!("{e:#}");
-    }
+    });
 }

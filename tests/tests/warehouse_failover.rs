@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use basin_tests::wait_for;
-use basin_tests::warehouse::{cluster, psql, psql_available, psql_ok, start_warehouse};
+use basin_tests::warehouse::{psql, psql_ok, psql_test, start_warehouse};
 
 const QUERIES: [&str; 4] = [
     "SELECT count(*), sum(amount), min(id), max(id) FROM sales",
@@ -34,12 +34,7 @@ fn slices_healthy(pg: &str, token: &str) -> bool {
 
 #[test]
 fn queries_survive_a_compute_node_and_its_slices_are_rebuilt() {
-    if !psql_available() {
-        println!("SKIPPED: psql (postgresql-client) not installed");
-        return;
-    }
-    let mut c = cluster(1).expect("cluster");
-    let run = |c: &mut basin_tests::Cluster| -> anyhow::Result<()> {
+    psql_test(|c: &mut basin_tests::Cluster| -> anyhow::Result<()> {
         let w = start_warehouse(c, 2)?;
         let (pg, token) = (w.pg.clone(), c.token.clone());
         psql_ok(
@@ -105,9 +100,5 @@ fn queries_survive_a_compute_node_and_its_slices_are_rebuilt() {
         })?;
         psql_ok(&pg, &token, &["INSERT INTO ids VALUES (1)"])?;
         Ok(())
-    };
-    if let Err(e) = run(&mut c) {
-        c.dump_logs();
-        panic!("{e:#}");
-    }
+    });
 }

@@ -10,7 +10,7 @@ use arrow::datatypes::{DataType, Int64Type};
 use arrow_flight::FlightInfo;
 use arrow_flight::sql::CommandGetTables;
 use arrow_flight::sql::client::FlightSqlServiceClient;
-use basin_tests::warehouse::{cluster, psql_available, psql_ok, start_warehouse};
+use basin_tests::warehouse::{psql_ok, psql_test, start_warehouse};
 use futures::TryStreamExt;
 use serde_json::Value;
 
@@ -46,12 +46,7 @@ async fn batches(
 
 #[test]
 fn flight_sql_and_basin_sql() {
-    if !psql_available() {
-        println!("SKIPPED: psql (postgresql-client) not installed");
-        return;
-    }
-    let mut c = cluster(1).expect("cluster");
-    let run = |c: &mut basin_tests::Cluster| -> anyhow::Result<()> {
+    psql_test(|c: &mut basin_tests::Cluster| -> anyhow::Result<()> {
         let w = start_warehouse(c, 2)?;
         let token = c.token.clone();
         // DDL and DML through basin sql (Flight SQL updates), seen by psql.
@@ -190,9 +185,5 @@ fn flight_sql_and_basin_sql() {
             Ok::<_, anyhow::Error>(())
         })?;
         Ok(())
-    };
-    if let Err(e) = run(&mut c) {
-        c.dump_logs();
-        panic!("{e:#}");
-    }
+    });
 }

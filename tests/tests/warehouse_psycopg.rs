@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use basin_tests::warehouse::{cluster, start_warehouse};
+use basin_tests::warehouse::{on_cluster, start_warehouse};
 
 const SCRIPT: &str = r#"
 import sys, datetime, decimal, psycopg
@@ -49,8 +49,7 @@ fn psycopg_extended_protocol() {
         println!("SKIPPED: psycopg not installed (python3 -m pip install 'psycopg[binary]')");
         return;
     }
-    let mut c = cluster(1).expect("cluster");
-    let run = |c: &mut basin_tests::Cluster| -> anyhow::Result<()> {
+    on_cluster(|c: &mut basin_tests::Cluster| -> anyhow::Result<()> {
         let w = start_warehouse(c, 2)?;
         let (host, port) = w.pg.split_once(':').expect("host:port");
         let o = Command::new("python3")
@@ -63,9 +62,5 @@ fn psycopg_extended_protocol() {
             String::from_utf8_lossy(&o.stderr)
         );
         Ok(())
-    };
-    if let Err(e) = run(&mut c) {
-        c.dump_logs();
-        panic!("{e:#}");
-    }
+    });
 }

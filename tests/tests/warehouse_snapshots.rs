@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use basin_tests::wait_for;
-use basin_tests::warehouse::{cluster, psql, psql_available, psql_ok, start_warehouse_with};
+use basin_tests::warehouse::{psql, psql_ok, psql_test, start_warehouse_with};
 use serde_json::Value;
 
 const ANSWERS: [&str; 2] = [
@@ -26,12 +26,7 @@ fn automated_with_rows(c: &basin_tests::Cluster, rows: u64) -> Option<Value> {
 
 #[test]
 fn snapshots_incremental_restore_and_copy() {
-    if !psql_available() {
-        println!("SKIPPED: psql (postgresql-client) not installed");
-        return;
-    }
-    let mut c = cluster(1).expect("cluster");
-    let run = |c: &mut basin_tests::Cluster| -> anyhow::Result<()> {
+    psql_test(|c: &mut basin_tests::Cluster| -> anyhow::Result<()> {
         let w = start_warehouse_with(
             c,
             2,
@@ -175,9 +170,5 @@ fn snapshots_incremental_restore_and_copy() {
         )?;
         anyhow::ensure!(a == b, "restore from the automated snapshot: {a} vs {b}");
         Ok(())
-    };
-    if let Err(e) = run(&mut c) {
-        c.dump_logs();
-        panic!("{e:#}");
-    }
+    });
 }

@@ -9,7 +9,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use basin_tests::warehouse::{cluster, psql_available, psql_ok, start_warehouse};
+use basin_tests::warehouse::{psql_ok, psql_test, start_warehouse};
 use tpchgen::generators::{
     CustomerGenerator, LineItemGenerator, NationGenerator, OrderGenerator, PartGenerator,
     PartSuppGenerator, RegionGenerator, SupplierGenerator,
@@ -125,12 +125,7 @@ fn same_result(basin: &str, reference: &str) -> bool {
 
 #[test]
 fn tpch_22_queries_match_single_process_datafusion() {
-    if !psql_available() {
-        println!("SKIPPED: psql (postgresql-client) not installed");
-        return;
-    }
-    let mut c = cluster(1).expect("cluster");
-    let run = |c: &mut basin_tests::Cluster| -> anyhow::Result<()> {
+    psql_test(|c: &mut basin_tests::Cluster| -> anyhow::Result<()> {
         let w = start_warehouse(c, 2)?;
         let token = c.token.clone();
         let data = tempfile::tempdir()?;
@@ -201,9 +196,5 @@ fn tpch_22_queries_match_single_process_datafusion() {
             failed.join("\n")
         );
         Ok(())
-    };
-    if let Err(e) = run(&mut c) {
-        c.dump_logs();
-        panic!("{e:#}");
-    }
+    });
 }

@@ -19,10 +19,8 @@
 //! interceptor rather than the tower `RequireTokenLayer`, which would refuse
 //! the Basic credentials of a handshake.
 
-use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Schema, SchemaRef};
@@ -45,8 +43,6 @@ use arrow_flight::{
     Action, FlightData, FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest,
     HandshakeResponse, IpcMessage, SchemaAsIpc, Ticket,
 };
-use base64::Engine as _;
-use base64::prelude::BASE64_STANDARD;
 use basin_common::rpc::RpcError;
 use futures::{Stream, StreamExt, TryStreamExt};
 use prost::Message;
@@ -59,81 +55,19 @@ use crate::engine::{Engine, Outcome};
 use crate::error::WarehouseError;
 use crate::system;
 
+mod auth;
+mod results;
+mod statement;
+
+use auth::{Auth, user_of};
+use results::Results;
+pub use statement::{leading_keyword, returns_rows, skip_comments, tag_rows};
+use statement::{like, table_ref};
+
 /// The one catalog and schema that hold every table.
 pub const CATALOG: &str = "dev";
 pub const SCHEMA: &str = "public";
-/// The user a call runs as when it names none.
-const DEFAULT_USER: &str = "flight_sql";
-/// Executed results waiting for their `DoGet`: at most this many, this long.
-const KEEP_RESULTS: usize = 64;
-const RESULT_TTL: Duration = Duration::from_secs(600);
-
 type DataStream = Pin<Box<dyn Stream<Item = Result<FlightData, Status>> + Send + 'static>>;
-
-/// The first keyword of a statement, lowercased, after whitespace, comments
-/// and opening parentheses.
-pub fn leading_keyword(sql: &str) -> String {
-    skip_comments(sql)
-        .trim_start_matches(|c: char| c == '(' || c.is_whitespace())
-        .chars()
-        .take_while(|c| c.is_ascii_alphabetic())
-        .collect::<String>()
-        .to_ascii_lowercase()
-}
-
-/// The statement without its leading whitespace and comments (`--`, `/* */`).
-pub fn skip_comments(sql: &str) -> &str {
-    let mut s = sql.trim_start();
-    loop {
-        if let Some(rest) = s.strip_prefix("--") {
-            s = rest
-                .split_once('\n')
-                .map(|(_, r)| r)
-                .unwrap_or("")
-                .trim_start();
-        } else if let Some(rest) = s.strip_prefix("/*") {
-            s = rest
-                .split_once("*/")
-                .map(|(_, r)| r)
-                .unwrap_or("")
-                .trim_start();
-        } else {
-            return s;
-        }
-    }
-}
-
-/// Statements that return rows: queries, as opposed to updates.
-pub fn returns_rows(sql: &str) -> bool {
-    matches!(
-        leading_keyword(sql).as_str(),
-        "select" | "with" | "values" | "show" | "explain" | "describe" | "table"
-    )
-}
-
-/// The rows a command tag reports (`INSERT 0 5` → 5, `CREATE TABLE` → 0).
-pub fn tag_rows(tag: &str) -> i64 {
-    tag.rsplit(' ')
-        .next()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
-}
-
-/// SQL `LIKE` as Flight SQL filter patterns use it: `%`, `_`, `\` escapes.
-fn like(pattern: &str, s: &str) -> bool {
-    fn go(p: &[char], s: &[char]) -> bool {
-        match p.split_first() {
-            None => s.is_empty(),
-            Some(('%', rest)) => (0..=s.len()).any(|i| go(rest, &s[i..])),
-            Some(('_', rest)) => !s.is_empty() && go(rest, &s[1..]),
-            Some(('\\', [c, rest @ ..])) => s.first() == Some(c) && go(rest, &s[1..]),
-            Some((c, rest)) => s.first() == Some(c) && go(rest, &s[1..]),
-        }
-    }
-    let p: Vec<char> = pattern.chars().collect();
-    let s: Vec<char> = s.chars().collect();
-    go(&p, &s)
-}
 
 /// An engine error as a gRPC status, with its SQLSTATE in the message.
 fn status(e: WarehouseError) -> Status {
@@ -171,125 +105,6 @@ fn arrow_status(e: ArrowError) -> Status {
 
 fn no_parameters() -> Status {
     Status::unimplemented("query parameters are not supported: write the values into the SQL text")
-}
-
-/// `Bearer TOKEN` → (None, TOKEN); `Basic base64(USER:PASSWORD)` → (Some(USER), PASSWORD).
-fn credentials(header: &str) -> Option<(Option<String>, String)> {
-    let (scheme, value) = header.trim().split_once(' ')?;
-    let value = value.trim();
-    if scheme.eq_ignore_ascii_case("bearer") {
-        Some((None, value.to_string()))
-    } else if scheme.eq_ignore_ascii_case("basic") {
-        let text = String::from_utf8(BASE64_STANDARD.decode(value).ok()?).ok()?;
-        let (user, password) = text.split_once(':')?;
-        Some((Some(user.to_string()), password.to_string()))
-    } else {
-        None
-    }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// Who a call runs as (`stl_query.user`), set by [`Auth`].
-#[derive(Clone, Debug)]
-struct FlightUser(String);
-
-fn user_of<T>(req: &Request<T>) -> String {
-    req.extensions()
-        .get::<FlightUser>()
-        .map(|u| u.0.clone())
-        .unwrap_or_else(|| DEFAULT_USER.to_string())
-}
-
-/// Refuses calls without the cluster token (as a bearer token or a Basic
-/// password); the user is the Basic user name, else the `x-basin-user` header.
-#[derive(Clone)]
-struct Auth {
-    token: Arc<str>,
-}
-
-impl tonic::service::Interceptor for Auth {
-    fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
-        let header = req
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default();
-        let ok = credentials(header)
-            .filter(|(_, secret)| constant_time_eq(secret.as_bytes(), self.token.as_bytes()));
-        let Some((basic_user, _)) = ok else {
-            metrics::counter!("basin_rpc_unauthenticated_total").increment(1);
-            return Err(Status::unauthenticated(
-                "missing or wrong cluster token: send `authorization: Bearer TOKEN`, or handshake with the token as the password",
-            ));
-        };
-        let user = basic_user
-            .filter(|u| !u.is_empty())
-            .or_else(|| {
-                req.metadata()
-                    .get("x-basin-user")
-                    .and_then(|v| v.to_str().ok())
-                    .filter(|u| !u.is_empty())
-                    .map(str::to_string)
-            })
-            .unwrap_or_else(|| DEFAULT_USER.to_string());
-        req.extensions_mut().insert(FlightUser(user));
-        Ok(req)
-    }
-}
-
-struct Pending {
-    schema: SchemaRef,
-    batches: Vec<RecordBatch>,
-    /// Order of arrival (the oldest goes first when full) and time of arrival.
-    seq: u64,
-    at: Instant,
-}
-
-/// Results executed for a `FlightInfo`, waiting for the `DoGet` of their ticket.
-#[derive(Clone, Default)]
-struct Results {
-    inner: Arc<Mutex<(u64, HashMap<String, Pending>)>>,
-}
-
-impl Results {
-    /// Keeps a result and returns its handle; drops expired ones, and the
-    /// oldest when full.
-    fn put(&self, schema: SchemaRef, batches: Vec<RecordBatch>) -> String {
-        let handle = uuid::Uuid::new_v4().simple().to_string();
-        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let (seq, map) = &mut *g;
-        *seq += 1;
-        map.retain(|_, p| p.at.elapsed() < RESULT_TTL);
-        while map.len() >= KEEP_RESULTS {
-            let Some(oldest) = map
-                .iter()
-                .min_by_key(|(_, p)| p.seq)
-                .map(|(k, _)| k.clone())
-            else {
-                break;
-            };
-            map.remove(&oldest);
-        }
-        map.insert(
-            handle.clone(),
-            Pending {
-                schema,
-                batches,
-                seq: *seq,
-                at: Instant::now(),
-            },
-        );
-        handle
-    }
-
-    /// Takes a result out (a ticket is good for one `DoGet`).
-    fn take(&self, handle: &str) -> Option<(SchemaRef, Vec<RecordBatch>)> {
-        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        g.1.remove(handle).map(|p| (p.schema, p.batches))
-    }
 }
 
 /// Batches as a `DoGet` stream; the schema goes first even with no batches.
@@ -346,20 +161,6 @@ fn sql_info() -> Result<SqlInfoData, Status> {
     b.append(SqlInfo::SqlDdlTable, true);
     b.append(SqlInfo::SqlIdentifierQuoteChar, "\"");
     b.build().map_err(Status::from)
-}
-
-/// A table name as SQL text: bare when plain (dots kept as schema
-/// separators, as the engine registers them), else double-quoted.
-fn table_ref(name: &str) -> String {
-    let plain = name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '.'));
-    if plain {
-        name.to_string()
-    } else {
-        format!("\"{}\"", name.replace('"', "\"\""))
-    }
 }
 
 /// The Flight SQL service.
@@ -799,102 +600,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tags_give_affected_rows() {
-        assert_eq!(tag_rows("INSERT 0 5"), 5);
-        assert_eq!(tag_rows("COPY 7"), 7);
-        assert_eq!(tag_rows("UNLOAD 12"), 12);
-        assert_eq!(tag_rows("CREATE TABLE"), 0);
-        assert_eq!(tag_rows(""), 0);
-    }
-
-    #[test]
-    fn queries_are_told_from_updates() {
-        assert!(returns_rows("select 1"));
-        assert!(returns_rows(
-            "  -- note\n/* block */ WITH x AS (SELECT 1) SELECT * FROM x"
-        ));
-        assert!(returns_rows("(SELECT 1)"));
-        assert!(returns_rows("EXPLAIN SELECT 1"));
-        assert!(!returns_rows("insert into t values (1)"));
-        assert!(!returns_rows("CREATE TABLE t (a INT)"));
-        assert!(!returns_rows("-- only a comment"));
-        assert_eq!(leading_keyword("/* unterminated"), "");
-        assert_eq!(skip_comments("-- a\n  select 1"), "select 1");
-    }
-
-    #[test]
-    fn like_patterns() {
-        assert!(like("%", "anything"));
-        assert!(like("public", "public"));
-        assert!(like("pub%", "public"));
-        assert!(like("p_blic", "public"));
-        assert!(like("stl\\_%", "stl_query"));
-        assert!(!like("stl\\_%", "stlxquery"));
-        assert!(!like("pub", "public"));
-        assert!(!like("_", ""));
-    }
-
-    #[test]
-    fn credentials_are_parsed() {
-        assert_eq!(credentials("Bearer abc"), Some((None, "abc".to_string())));
-        let basic = format!("Basic {}", BASE64_STANDARD.encode("alice:abc"));
-        assert_eq!(
-            credentials(&basic),
-            Some((Some("alice".to_string()), "abc".to_string()))
-        );
-        assert_eq!(credentials("Basic !!!"), None);
-        assert_eq!(credentials("abc"), None);
-        assert_eq!(credentials("Digest abc"), None);
-    }
-
-    #[test]
-    fn auth_checks_the_token_and_names_the_user() {
-        use tonic::service::Interceptor;
-        let mut auth = Auth {
-            token: Arc::from("tok"),
-        };
-        let mut req = Request::new(());
-        req.metadata_mut()
-            .insert("authorization", MetadataValue::from_static("Bearer tok"));
-        req.metadata_mut()
-            .insert("x-basin-user", MetadataValue::from_static("bob"));
-        let req = auth.call(req).expect("accepted");
-        assert_eq!(user_of(&req), "bob");
-
-        let mut req = Request::new(());
-        let basic = format!("Basic {}", BASE64_STANDARD.encode("alice:tok"));
-        req.metadata_mut().insert(
-            "authorization",
-            MetadataValue::try_from(basic.as_str()).expect("ascii"),
-        );
-        let req = auth.call(req).expect("accepted");
-        assert_eq!(user_of(&req), "alice");
-
-        let mut req = Request::new(());
-        req.metadata_mut()
-            .insert("authorization", MetadataValue::from_static("Bearer nope"));
-        let err = auth.call(req).expect_err("refused");
-        assert_eq!(err.code(), Code::Unauthenticated);
-        assert!(auth.call(Request::new(())).is_err());
-    }
-
-    #[test]
-    fn results_are_taken_once_and_bounded() {
-        let r = Results::default();
-        let schema = Arc::new(Schema::empty());
-        let first = r.put(schema.clone(), vec![]);
-        assert!(r.take(&first).is_some());
-        assert!(r.take(&first).is_none());
-        let oldest = r.put(schema.clone(), vec![]);
-        for _ in 0..KEEP_RESULTS {
-            r.put(schema.clone(), vec![]);
-        }
-        assert!(r.take(&oldest).is_none());
-        let len = r.inner.lock().map(|g| g.1.len()).unwrap_or(0);
-        assert_eq!(len, KEEP_RESULTS);
-    }
-
-    #[test]
     fn errors_map_to_status_codes() {
         let s = status(WarehouseError::NotFound(
             "relation \"t\" does not exist".into(),
@@ -909,13 +614,5 @@ mod tests {
             datafusion::error::DataFusionError::Internal("boom".into()),
         ));
         assert_eq!(s.code(), Code::Internal);
-    }
-
-    #[test]
-    fn table_names_as_sql() {
-        assert_eq!(table_ref("orders"), "orders");
-        assert_eq!(table_ref("stl_query"), "stl_query");
-        assert_eq!(table_ref("My Table"), "\"My Table\"");
-        assert_eq!(table_ref("1x"), "\"1x\"");
     }
 }
