@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic::{Request, Response, Status, Streaming};
-use tracing::info;
+use tracing::{Instrument, info};
 
 use crate::error::{Result, WarehouseError};
 
@@ -70,13 +70,28 @@ pub struct ComputeConfig {
     pub slices: u32,
     /// How often the node checks that it holds every segment of its slices and mirrors.
     pub repair_interval: std::time::Duration,
+    /// Memory all running query tasks share before they spill to disk.
+    pub memory: usize,
+    /// How old a segment file no table refers to must be before it is deleted
+    /// (younger ones may belong to a load that has not committed yet).
+    pub gc_grace: std::time::Duration,
 }
+
+/// The default age at which unreferenced segment files are deleted.
+pub const DEFAULT_GC_GRACE: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// The default memory bound for a compute node's query tasks.
+pub const DEFAULT_TASK_MEMORY: usize = 4 << 30;
 
 #[derive(Clone)]
 struct ComputeService {
     dir: Arc<PathBuf>,
     /// Reads external tables' files.
     dfs: basin_client::DfsClient,
+    /// Runs query tasks and serves their outputs.
+    tasks: crate::dist::task::TaskRunner,
+    /// The cluster token (a COPY task writes segments to other nodes).
+    token: Arc<str>,
 }
 
 /// Table and segment names become file names: keep them to a safe alphabet.
@@ -196,7 +211,15 @@ impl FlightService for ComputeService {
         &self,
         r: Request<Ticket>,
     ) -> std::result::Result<Response<Self::DoGetStream>, Status> {
-        let t: ScanTicket = serde_json::from_slice(&r.into_inner().ticket)
+        let raw = r.into_inner().ticket;
+        if let Ok(s) = serde_json::from_slice::<ShuffleTicket>(&raw) {
+            let batches = self.tasks.output(&s.shuffle).map_err(|e| e.to_status())?;
+            let stream = FlightDataEncoderBuilder::new()
+                .build(batches.map(|b| b.map_err(|e| FlightError::ExternalError(Box::new(e)))))
+                .map_err(|e| Status::internal(e.to_string()));
+            return Ok(Response::new(stream.boxed()));
+        }
+        let t: ScanTicket = serde_json::from_slice(&raw)
             .map_err(|e| Status::invalid_argument(format!("bad scan ticket: {e}")))?;
         if let Some(ext) = &t.external {
             let cols = t.columns.clone().unwrap_or_default();
@@ -306,17 +329,29 @@ impl FlightService for ComputeService {
         ))
     }
 
-    /// `inventory`: the segments on this node, `{"SLICE": {"TABLE": [SEGMENT, …]}}`.
+    /// `inventory`: the segments on this node, `{"SLICE": {"TABLE": [SEGMENT, …]}}`;
+    /// `task`: runs a query task ([`TaskRequest`]) and answers its [`TaskResult`];
+    /// `end_query`: drops a query's task outputs.
+    ///
+    /// [`TaskRequest`]: crate::dist::task::TaskRequest
+    /// [`TaskResult`]: crate::dist::task::TaskResult
     async fn do_action(
         &self,
         r: Request<Action>,
     ) -> std::result::Result<Response<Self::DoActionStream>, Status> {
         let a = r.into_inner();
-        if a.r#type != "inventory" {
-            return Err(Status::unimplemented(format!(
-                "unknown action {}",
-                a.r#type
-            )));
+        match a.r#type.as_str() {
+            "inventory" => {}
+            "task" => return self.run_task(&a.body).await,
+            "copy" => return self.run_copy(&a.body).await,
+            "end_query" => {
+                let q = String::from_utf8_lossy(&a.body).to_string();
+                self.tasks.end_query(&q).map_err(|e| e.to_status())?;
+                return Ok(Response::new(futures::stream::empty().boxed()));
+            }
+            other => {
+                return Err(Status::unimplemented(format!("unknown action {other}")));
+            }
         }
         let dir = self.dir.clone();
         let inv = tokio::task::spawn_blocking(move || crate::repair::inventory(&dir))
@@ -344,6 +379,67 @@ impl FlightService for ComputeService {
         _r: Request<Streaming<FlightData>>,
     ) -> std::result::Result<Response<Self::DoExchangeStream>, Status> {
         Err(Status::unimplemented("do_exchange"))
+    }
+}
+
+/// A `DoGet` ticket for a task output (scan tickets are [`ScanTicket`]s).
+#[derive(Deserialize)]
+struct ShuffleTicket {
+    shuffle: crate::dist::exchange::ShuffleRef,
+}
+
+impl ComputeService {
+    async fn run_task(
+        &self,
+        body: &[u8],
+    ) -> std::result::Result<
+        Response<BoxStream<'static, std::result::Result<arrow_flight::Result, Status>>>,
+        Status,
+    > {
+        let req: crate::dist::task::TaskRequest = serde_json::from_slice(body)
+            .map_err(|e| Status::invalid_argument(format!("bad task: {e}")))?;
+        let span =
+            tracing::info_span!("task", query = %req.query, stage = req.stage, task = req.task);
+        let result = self.tasks.run(req).instrument(span.clone()).await;
+        let result = result.map_err(|e| {
+            tracing::warn!(parent: &span, "task failed: {e:#}");
+            e.to_status()
+        })?;
+        let body = serde_json::to_vec(&result).map_err(|e| Status::internal(e.to_string()))?;
+        let out = arrow_flight::Result {
+            body: bytes::Bytes::from(body),
+        };
+        Ok(Response::new(
+            futures::stream::once(async { Ok(out) }).boxed(),
+        ))
+    }
+}
+
+impl ComputeService {
+    async fn run_copy(
+        &self,
+        body: &[u8],
+    ) -> std::result::Result<
+        Response<BoxStream<'static, std::result::Result<arrow_flight::Result, Status>>>,
+        Status,
+    > {
+        let task: crate::copy_node::CopyTask = serde_json::from_slice(body)
+            .map_err(|e| Status::invalid_argument(format!("bad COPY task: {e}")))?;
+        let files = task.files.len();
+        let out = crate::copy_node::run(&self.dfs, &self.token, task)
+            .instrument(tracing::info_span!("copy", files))
+            .await
+            .map_err(|e| {
+                tracing::warn!("COPY task failed: {e:#}");
+                e.to_status()
+            })?;
+        let body = serde_json::to_vec(&out).map_err(|e| Status::internal(e.to_string()))?;
+        let out = arrow_flight::Result {
+            body: bytes::Bytes::from(body),
+        };
+        Ok(Response::new(
+            futures::stream::once(async { Ok(out) }).boxed(),
+        ))
     }
 }
 
@@ -399,9 +495,13 @@ pub async fn start(
 ) -> Result<RunningCompute> {
     std::fs::create_dir_all(&cfg.data_dir)?;
     let uuid = load_uuid(&cfg.data_dir)?;
+    let dir = Arc::new(cfg.data_dir.clone());
+    let dfs = basin_client::DfsClient::new(masters.clone(), "basin".into());
     let svc = ComputeService {
-        dir: Arc::new(cfg.data_dir.clone()),
-        dfs: basin_client::DfsClient::new(masters.clone(), "basin".into()),
+        tasks: crate::dist::task::TaskRunner::new(dir.clone(), dfs.clone(), token, cfg.memory)?,
+        dir,
+        dfs,
+        token: token.into(),
     };
     let (stop, mut rx) = watch::channel(false);
     let server = tokio::spawn(
@@ -423,6 +523,7 @@ pub async fn start(
         masters.clone(),
         token.to_string(),
         cfg.repair_interval,
+        cfg.gc_grace,
         stop.subscribe(),
     );
     {

@@ -21,7 +21,7 @@ use regex::Regex;
 
 use crate::error::{Result, WarehouseError};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Format {
     /// Redshift's default: delimited text without quoting (`|` unless DELIMITER says otherwise).
     Text,
@@ -31,7 +31,7 @@ pub enum Format {
     Json,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CopySpec {
     pub table: String,
     pub columns: Option<Vec<String>>,
@@ -44,7 +44,7 @@ pub struct CopySpec {
 }
 
 /// One row that could not be loaded.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BadRow {
     pub file: String,
     pub line: u64,
@@ -102,7 +102,7 @@ pub fn parse(sql: &str) -> Result<CopySpec> {
     let c = head
         .captures(sql)
         .ok_or_else(|| invalid("expected COPY table [(columns)] FROM 'location' [options]"))?;
-    let table = ident(&c[1]);
+    let table = crate::catalog::relation_name(&c[1]);
     let columns = c
         .get(3)
         .map(|m| m.as_str().split(',').map(ident).collect::<Vec<_>>());

@@ -5,6 +5,7 @@ use arrow::datatypes::SchemaRef;
 use basin_proto as pb;
 use datafusion::prelude::SessionContext;
 
+use crate::catalog::relation_name;
 use crate::engine::{Engine, Outcome, ident, re};
 use crate::error::{Result, WarehouseError};
 use crate::files;
@@ -25,7 +26,7 @@ pub fn parse_create(sql: &str) -> Result<(String, bool, String, TableOptions)> {
         .captures(sql)
         .ok_or_else(|| WarehouseError::Invalid("expected CREATE TABLE name (columns …)".into()))?;
     let if_not_exists = caps.get(1).is_some();
-    let name = ident(caps.get(2).map(|m| m.as_str()).unwrap_or_default());
+    let name = relation_name(caps.get(2).map(|m| m.as_str()).unwrap_or_default());
     let open = caps.get(0).map(|m| m.end()).unwrap_or(0) - 1;
     let mut depth = 0usize;
     let mut close = None;
@@ -153,12 +154,12 @@ impl Engine {
     /// [TABLE PROPERTIES ('skip.header.line.count'='n')]`: files queried in
     /// place. A Parquet table without columns takes them from its first file.
     pub(crate) async fn create_external(&self, sql: &str) -> Result<Outcome> {
-        let c = re(r#"(?is)^\s*create\s+external\s+table\s+(if\s+not\s+exists\s+)?([A-Za-z_]\w*|"[^"]+")\s*(\((.*)\))?\s*(row\s+format\s+delimited\s+fields\s+terminated\s+by\s+'([^']*)'\s*)?stored\s+as\s+(parquet|csv|textfile)\s+location\s+'([^']*)'\s*(table\s+properties\s*\(\s*'skip\.header\.line\.count'\s*=\s*'(\d+)'\s*\))?\s*$"#)
+        let c = re(r#"(?is)^\s*create\s+external\s+table\s+(if\s+not\s+exists\s+)?([A-Za-z_][\w.]*|"[^"]+")\s*(\((.*)\))?\s*(row\s+format\s+delimited\s+fields\s+terminated\s+by\s+'([^']*)'\s*)?stored\s+as\s+(parquet|csv|textfile)\s+location\s+'([^']*)'\s*(table\s+properties\s*\(\s*'skip\.header\.line\.count'\s*=\s*'(\d+)'\s*\))?\s*$"#)
             .captures(sql)
             .ok_or_else(|| WarehouseError::Invalid(
                 "expected CREATE EXTERNAL TABLE name [(columns)] [ROW FORMAT DELIMITED FIELDS TERMINATED BY 'c'] STORED AS PARQUET|CSV LOCATION 'url' [TABLE PROPERTIES ('skip.header.line.count'='n')]".into(),
             ))?;
-        let name = ident(&c[2]);
+        let name = relation_name(&c[2]);
         let format = match c[7].to_uppercase().as_str() {
             "PARQUET" => "PARQUET",
             _ => "CSV",
@@ -225,6 +226,8 @@ impl Engine {
     }
 
     pub(crate) async fn drop_table(&self, name: &str, if_exists: bool) -> Result<Outcome> {
+        // Views read tables by name: a table a view reads stays.
+        self.check_no_dependents(&self.catalog().await?, name)?;
         let req = pb::DropTableRequest {
             name: name.to_string(),
             if_exists,
@@ -275,6 +278,10 @@ mod tests {
                 sortkey: vec!["id".into(), "region".into()],
             }
         );
+        let (name, ..) = parse_create("create table public.T (a int)").expect("parse");
+        assert_eq!(name, "t");
+        let (name, ..) = parse_create("create table Sales.T (a int)").expect("parse");
+        assert_eq!(name, "sales.t");
         let (_, _, _, o) = parse_create("create table t (a int) diststyle all").expect("parse");
         assert_eq!(o.diststyle, "ALL");
         assert!(parse_create("create table t (a int) diststyle key").is_err());

@@ -3,11 +3,10 @@
 //! segments in one catalog step), `CREATE TABLE … AS`, and `ANALYZE`
 //! (statistics are the Parquet row-group min/max written with every segment).
 
-use std::sync::Arc;
-
 use arrow::datatypes::SchemaRef;
 use basin_proto as pb;
 
+use crate::catalog::{relation_name, sql_ref};
 use crate::engine::{Engine, Outcome, conform, ident, parse_options, re, table_schema};
 use crate::error::{Result, WarehouseError};
 
@@ -65,15 +64,13 @@ impl Engine {
         schema: &SchemaRef,
         select: &str,
     ) -> Result<u64> {
-        let ctx = self.session(select, cat).await?;
-        let batches = ctx.sql(select).await?.collect().await?;
+        let (_, batches) = self.run_sql(select, cat).await?;
         let batches = conform(&batches, schema, None)?;
         self.store_with(t, cat, batches, true).await
     }
 
     async fn count(&self, cat: &pb::WhCatalog, sql: &str) -> Result<u64> {
-        let ctx = self.session(sql, cat).await?;
-        let batches = ctx.sql(sql).await?.collect().await?;
+        let (_, batches) = self.run_sql(sql, cat).await?;
         let n = batches
             .first()
             .filter(|b| b.num_rows() > 0)
@@ -94,7 +91,7 @@ impl Engine {
         let (cat, t, schema) = self.table(name).await?;
         let Some(cond) = cond else {
             let n = self
-                .count(&cat, &format!("SELECT count(*) FROM {}", quote(name)))
+                .count(&cat, &format!("SELECT count(*) FROM {}", sql_ref(name)))
                 .await?;
             self.store_with(&t, &cat, vec![], true).await?;
             return Ok(Outcome::Done(format!("DELETE {n}")));
@@ -102,7 +99,7 @@ impl Engine {
         let gone = self
             .count(
                 &cat,
-                &format!("SELECT count(*) FROM {} WHERE {cond}", quote(name)),
+                &format!("SELECT count(*) FROM {} WHERE {cond}", sql_ref(name)),
             )
             .await?;
         if gone == 0 {
@@ -110,7 +107,7 @@ impl Engine {
         }
         let keep = format!(
             "SELECT * FROM {} WHERE NOT coalesce(({cond}), false)",
-            quote(name)
+            sql_ref(name)
         );
         self.rewrite(&cat, &t, &schema, &keep).await?;
         Ok(Outcome::Done(format!("DELETE {gone}")))
@@ -143,7 +140,7 @@ impl Engine {
                 &cat,
                 &format!(
                     "SELECT count(*) FROM {}{}",
-                    quote(name),
+                    sql_ref(name),
                     cond.map(|c| format!(" WHERE {c}")).unwrap_or_default()
                 ),
             )
@@ -160,7 +157,7 @@ impl Engine {
                 }
             })
             .collect();
-        let select = format!("SELECT {} FROM {}", cols.join(", "), quote(name));
+        let select = format!("SELECT {} FROM {}", cols.join(", "), sql_ref(name));
         self.rewrite(&cat, &t, &schema, &select).await?;
         Ok(Outcome::Done(format!("UPDATE {n}")))
     }
@@ -183,7 +180,7 @@ impl Engine {
             if t.segments.is_empty() {
                 continue;
             }
-            self.rewrite(&cat, &t, &schema, &format!("SELECT * FROM {}", quote(&n)))
+            self.rewrite(&cat, &t, &schema, &format!("SELECT * FROM {}", sql_ref(&n)))
                 .await?;
         }
         Ok(Outcome::Done("VACUUM".into()))
@@ -199,12 +196,12 @@ impl Engine {
 
     /// `CREATE TABLE name [options] AS query`.
     pub(crate) async fn create_table_as(&self, sql: &str) -> Result<Option<Outcome>> {
-        let Some(c) = re(r"(?is)^\s*create\s+table\s+(if\s+not\s+exists\s+)?([A-Za-z_]\w*|\x22[^\x22]+\x22)\s+(.*?)\bas\s+((?:select|with|values)\b.*)$")
+        let Some(c) = re(r"(?is)^\s*create\s+table\s+(if\s+not\s+exists\s+)?([A-Za-z_][\w.]*|\x22[^\x22]+\x22)\s+(.*?)\bas\s+((?:select|with|values)\b.*)$")
             .captures(sql)
         else {
             return Ok(None);
         };
-        let name = ident(&c[2]);
+        let name = relation_name(&c[2]);
         let o = parse_options(&c[3])?;
         let query = c[4].to_string();
         let cat = self.catalog().await?;
@@ -216,10 +213,7 @@ impl Engine {
                 format!("relation \"{name}\" already exists"),
             )));
         }
-        let ctx = self.session(&query, &cat).await?;
-        let df = ctx.sql(&query).await?;
-        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-        let batches = df.collect().await?;
+        let (schema, batches) = self.run_sql(&query, &cat).await?;
         for k in o.distkey.iter().chain(&o.sortkey) {
             if schema.field_with_name(k).is_err() {
                 return Err(WarehouseError::Invalid(format!(

@@ -13,15 +13,12 @@
 //! - Queries: each table a query names is scanned from its slices and planned
 //!   and run by DataFusion on the leader.
 
-use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, RecordBatch, UInt32Array};
+use arrow::array::{ArrayRef, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use arrow::util::display::{ArrayFormatter, FormatOptions};
-use arrow_flight::encode::FlightDataEncoderBuilder;
-use arrow_flight::{FlightClient, FlightDescriptor};
+use arrow_flight::FlightClient;
 use basin_client::DfsClient;
 use basin_common::rpc::MasterClient;
 use basin_proto as pb;
@@ -29,13 +26,28 @@ use datafusion::prelude::SessionContext;
 use futures::TryStreamExt;
 use regex::Regex;
 
+use crate::catalog::relation_name;
 use crate::copy;
+use crate::dist::run::{Nodes, RunStats};
+use crate::dist::stages::DistPlan;
 use crate::error::{Result, WarehouseError};
 use crate::files;
 use crate::placement::SliceMap;
 use crate::scan::SliceTable;
+use crate::segments;
 use crate::system::{self, QueryLog, QueryRecord};
 use crate::unload;
+
+/// A query planned for running (or explaining).
+pub(crate) struct Planned {
+    pub ctx: SessionContext,
+    pub schema: SchemaRef,
+    /// DataFusion's physical plan (scalar subqueries still inside).
+    pub plan: Arc<dyn datafusion::physical_plan::ExecutionPlan>,
+    /// The query's id (its runs' task outputs are named after it).
+    pub query: String,
+    pub nodes: Nodes,
+}
 
 /// What a statement produced.
 pub enum Outcome {
@@ -56,10 +68,27 @@ pub struct Engine {
     log: QueryLog,
     /// Memory each query may hold before its sorts, joins and aggregations spill to disk.
     query_memory: usize,
+    /// Join inputs of at most this many rows are broadcast.
+    broadcast_rows: usize,
+    /// The catalog's users, for logins (see [`crate::users`]).
+    pub(crate) users: crate::users::UserCache,
 }
+
+/// The default broadcast limit (DataFusion's: 128 Ki rows).
+pub const DEFAULT_BROADCAST_ROWS: usize = 128 * 1024;
 
 /// The default memory bound per query.
 pub const DEFAULT_QUERY_MEMORY: usize = 2 << 30;
+
+/// The name a table's segment files are stored under on the compute nodes.
+/// That is the name it was created with, kept across renames.
+pub(crate) fn storage_name(t: &pb::WhTable) -> &str {
+    if t.storage_name.is_empty() {
+        &t.name
+    } else {
+        &t.storage_name
+    }
+}
 
 pub(crate) fn ident(s: &str) -> String {
     s.trim().trim_matches('"').to_lowercase()
@@ -94,7 +123,15 @@ impl Engine {
             token: token.to_string(),
             log: QueryLog::default(),
             query_memory: DEFAULT_QUERY_MEMORY,
+            broadcast_rows: DEFAULT_BROADCAST_ROWS,
+            users: Default::default(),
         }
+    }
+
+    /// Join inputs of at most `rows` rows are broadcast to every slice.
+    pub fn with_broadcast_limit(mut self, rows: usize) -> Self {
+        self.broadcast_rows = rows;
+        self
     }
 
     /// Bounds each query's memory; past it, operators spill to the temp directory.
@@ -103,18 +140,21 @@ impl Engine {
         self
     }
 
-    /// A context for one query: its own fair spill pool and disk manager.
-    fn context(&self) -> Result<SessionContext> {
+    /// A context for one query over `slices` slices: its own fair spill
+    /// pool and disk manager.
+    fn context(&self, slices: usize) -> Result<SessionContext> {
         let pool = Arc::new(datafusion::execution::memory_pool::FairSpillPool::new(
             self.query_memory,
         ));
         let rt = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
             .with_memory_pool(pool)
             .build_arc()?;
-        Ok(SessionContext::new_with_config_rt(
-            datafusion::prelude::SessionConfig::new(),
-            rt,
-        ))
+        let mut config = crate::dist::task::session_config(slices);
+        config
+            .options_mut()
+            .optimizer
+            .hash_join_single_partition_threshold_rows = self.broadcast_rows;
+        Ok(SessionContext::new_with_config_rt(config, rt))
     }
 
     pub(crate) async fn catalog(&self) -> Result<pb::WhCatalog> {
@@ -134,6 +174,13 @@ impl Engine {
         let sql = sql.trim().trim_end_matches(';').trim();
         if !crate::flight_sql::returns_rows(sql) {
             return Ok(None);
+        }
+        if re(r"(?i)^explain\b").is_match(sql) {
+            return Ok(Some(Arc::new(Schema::new(vec![Field::new(
+                "QUERY PLAN",
+                DataType::Utf8,
+                false,
+            )]))));
         }
         let cat = self.catalog().await?;
         let ctx = self.session(sql, &cat).await?;
@@ -158,6 +205,8 @@ impl Engine {
             Err(_) => 0,
         };
         let duration_ms = started.elapsed().as_millis() as i64;
+        // Passwords (CREATE/ALTER USER) never reach the logs.
+        let sql = crate::users::redact(sql);
         self.log.push(QueryRecord {
             query,
             user: user.to_string(),
@@ -183,6 +232,10 @@ impl Engine {
 
     async fn dispatch(&self, sql: &str) -> Result<Outcome> {
         let lower = sql.to_lowercase();
+        // Schemas, views, ALTER TABLE and users (crate::catalog, crate::users).
+        if let Some(done) = self.catalog_statement(sql).await? {
+            return Ok(done);
+        }
         if re(r"^create\s+external\s+table").is_match(&lower) {
             self.create_external(sql).await
         } else if lower.starts_with("create table") {
@@ -191,26 +244,28 @@ impl Engine {
                 None => self.create_table(sql).await,
             }
         } else if let Some(c) =
-            re(r"(?is)^delete\s+from\s+([A-Za-z_]\w*)(?:\s+where\s+(.+))?$").captures(sql)
+            re(r"(?is)^delete\s+from\s+([A-Za-z_][\w.]*)(?:\s+where\s+(.+))?$").captures(sql)
         {
-            self.delete(&ident(&c[1]), c.get(2).map(|m| m.as_str()))
+            self.delete(&relation_name(&c[1]), c.get(2).map(|m| m.as_str()))
                 .await
         } else if let Some(c) =
-            re(r"(?is)^update\s+([A-Za-z_]\w*)\s+set\s+(.+?)(?:\s+where\s+(.+))?$").captures(sql)
+            re(r"(?is)^update\s+([A-Za-z_][\w.]*)\s+set\s+(.+?)(?:\s+where\s+(.+))?$").captures(sql)
         {
-            self.update(&ident(&c[1]), &c[2], c.get(3).map(|m| m.as_str()))
+            self.update(&relation_name(&c[1]), &c[2], c.get(3).map(|m| m.as_str()))
                 .await
-        } else if let Some(c) =
-            re(r"(?is)^vacuum(?:\s+(?:full\s+|sort\s+only\s+|delete\s+only\s+)?([A-Za-z_]\w*))?$")
-                .captures(sql)
+        } else if let Some(c) = re(
+            r"(?is)^vacuum(?:\s+(?:full\s+|sort\s+only\s+|delete\s+only\s+)?([A-Za-z_][\w.]*))?$",
+        )
+        .captures(sql)
         {
-            self.vacuum(c.get(1).map(|m| ident(m.as_str())).as_deref())
+            self.vacuum(c.get(1).map(|m| relation_name(m.as_str())).as_deref())
                 .await
-        } else if let Some(c) = re(r"(?is)^analyze(?:\s+([A-Za-z_]\w*))?$").captures(sql) {
-            self.analyze(c.get(1).map(|m| ident(m.as_str())).as_deref())
+        } else if let Some(c) = re(r"(?is)^analyze(?:\s+([A-Za-z_][\w.]*))?$").captures(sql) {
+            self.analyze(c.get(1).map(|m| relation_name(m.as_str())).as_deref())
                 .await
         } else if let Some(c) = re(r"(?is)^drop\s+table\s+(if\s+exists\s+)?(\S+)$").captures(sql) {
-            self.drop_table(&ident(&c[2]), c.get(1).is_some()).await
+            self.drop_table(&relation_name(&c[2]), c.get(1).is_some())
+                .await
         } else if let Some(c) =
             re(r"(?is)^insert\s+into\s+([A-Za-z_][\w.]*)\s*(\([^)]*\))?\s*(.+)$").captures(sql)
         {
@@ -221,15 +276,19 @@ impl Engine {
                     .map(ident)
                     .collect::<Vec<_>>()
             });
-            self.insert(&ident(&c[1]), cols, &c[3]).await
+            self.insert(&relation_name(&c[1]), cols, &c[3]).await
         } else if lower.starts_with("truncate") {
-            let name = ident(
+            let name = relation_name(
                 lower
                     .trim_start_matches("truncate")
                     .trim_start()
                     .trim_start_matches("table"),
             );
             self.truncate(&name).await
+        } else if let Some(c) =
+            re(r"(?is)^explain\s+(analyze\s+)?(?:verbose\s+)?(.+)$").captures(sql)
+        {
+            self.explain(&c[2], c.get(1).is_some()).await
         } else if lower.starts_with("copy") {
             self.copy(copy::parse(sql)?).await
         } else if lower.starts_with("unload") {
@@ -241,9 +300,11 @@ impl Engine {
 
     /// A session with every catalog table the statement names, scanned from its slices.
     pub(crate) async fn session(&self, sql: &str, cat: &pb::WhCatalog) -> Result<SessionContext> {
-        let ctx = self.context()?;
         let map = SliceMap::new(&cat.computes);
-        let lower = sql.to_lowercase();
+        let ctx = self.context(map.len())?;
+        // Views the statement names are expanded: their queries name tables too.
+        let views = crate::catalog::views_named(&sql.to_lowercase(), cat);
+        let lower = crate::catalog::with_view_text(sql.to_lowercase(), &views);
         let inventories = if lower.contains("stv_slices") {
             self.inventories(cat).await
         } else {
@@ -257,7 +318,7 @@ impl Engine {
             }
         }
         for t in &cat.tables {
-            if !re(&format!(r"\b{}\b", regex::escape(&t.name))).is_match(&lower) {
+            if !crate::catalog::named_in(&lower, &t.name) {
                 continue;
             }
             let schema = table_schema(t)?;
@@ -277,18 +338,111 @@ impl Engine {
                 }
                 SliceTable::external(t, files, &nodes, schema, &self.token)
             };
-            ctx.register_table(t.name.as_str(), Arc::new(table))?;
+            crate::catalog::register_table(&ctx, &t.name, Arc::new(table))?;
         }
+        crate::catalog::register_views(&ctx, &views).await?;
         Ok(ctx)
     }
 
     async fn query(&self, sql: &str) -> Result<Outcome> {
         let cat = self.catalog().await?;
-        let ctx = self.session(sql, &cat).await?;
+        let (schema, batches) = self.run_sql(sql, &cat).await?;
+        Ok(Outcome::Rows { schema, batches })
+    }
+
+    /// Plans a query: DataFusion's physical plan, with its joins placed for
+    /// the slices (see [`crate::dist::colocate`]).
+    pub(crate) async fn plan(&self, sql: &str, cat: &pb::WhCatalog) -> Result<Planned> {
+        let ctx = self.session(sql, cat).await?;
         let df = ctx.sql(sql).await?;
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-        let batches = df.collect().await?;
-        Ok(Outcome::Rows { schema, batches })
+        let nodes = Nodes {
+            map: SliceMap::new(&cat.computes),
+            addrs: cat.computes.iter().map(|c| c.addr.clone()).collect(),
+            token: self.token.clone(),
+        };
+        let plan =
+            crate::dist::colocate::place_joins(df.create_physical_plan().await?, nodes.map.len())?;
+        Ok(Planned {
+            ctx,
+            schema,
+            plan,
+            query: uuid::Uuid::new_v4().simple().to_string(),
+            nodes,
+        })
+    }
+
+    /// A plan cut into stages for the compute nodes, when it reads warehouse
+    /// tables and every stage can be sent there.
+    pub(crate) fn distribute(
+        &self,
+        plan: &Arc<dyn datafusion::physical_plan::ExecutionPlan>,
+        query: &str,
+    ) -> Option<DistPlan> {
+        match crate::dist::stages::split(plan.clone(), query, &self.token) {
+            Ok(Some(d)) if crate::dist::run::sendable(&d, &self.token) => Some(d),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::debug!(query, "the plan runs on the leader: {e}");
+                None
+            }
+        }
+    }
+
+    /// Runs one physical plan of a query (its main plan or a subquery): its
+    /// stages on the compute nodes, or all of it here.
+    pub(crate) async fn run_physical(
+        &self,
+        plan: Arc<dyn datafusion::physical_plan::ExecutionPlan>,
+        p: &Planned,
+    ) -> Result<(Vec<RecordBatch>, Option<(DistPlan, RunStats)>)> {
+        // Each run has its own id: its task outputs are dropped when it ends.
+        let id = format!(
+            "{}-{}",
+            p.query,
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        match self.distribute(&plan, &id) {
+            Some(d) => {
+                let (batches, stats) = p.nodes.run(&d, &p.ctx).await?;
+                Ok((batches, Some((d, stats))))
+            }
+            None => Ok((
+                datafusion::physical_plan::collect(plan, p.ctx.task_ctx()).await?,
+                None,
+            )),
+        }
+    }
+
+    /// Runs a planned query: its scalar subqueries first, then the rest.
+    pub(crate) async fn run_planned(
+        &self,
+        p: &Planned,
+    ) -> Result<(Vec<RecordBatch>, Option<(DistPlan, RunStats)>)> {
+        let plan = self.resolve_subqueries(p.plan.clone(), p).await?;
+        self.run_physical(plan, p).await
+    }
+
+    /// Plans and runs a query. A query that lost a compute node midway (its
+    /// task outputs, or every holder of a slice) runs again, up to twice.
+    pub(crate) async fn run_sql(
+        &self,
+        sql: &str,
+        cat: &pb::WhCatalog,
+    ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+        let mut attempt = 0;
+        loop {
+            let planned = self.plan(sql, cat).await?;
+            match self.run_planned(&planned).await {
+                Err(e) if e.retryable() && attempt < 2 => {
+                    attempt += 1;
+                    metrics::counter!("basin_leader_query_retries_total").increment(1);
+                    tracing::warn!(attempt, "query lost a node, running it again: {e}");
+                }
+                Err(e) => return Err(e),
+                Ok((batches, _)) => return Ok((planned.schema, batches)),
+            }
+        }
     }
 
     async fn insert(
@@ -302,8 +456,7 @@ impl Engine {
             WarehouseError::NotFound(format!("relation \"{table}\" does not exist"))
         })?;
         let schema = table_schema(t)?;
-        let ctx = self.session(source, &cat).await?;
-        let batches = ctx.sql(source).await?.collect().await?;
+        let (_, batches) = self.run_sql(source, &cat).await?;
         let batches = conform(&batches, &schema, cols.as_deref())?;
         let rows = self.store(t, &cat, batches).await?;
         Ok(Outcome::Done(format!("INSERT 0 {rows}")))
@@ -345,65 +498,8 @@ impl Engine {
                 "no compute node has registered".into(),
             ));
         }
-        let parts = distribute(t, &map, &schema, &batches)?;
-        // Each slice's segment goes to its primary and its mirror; the write
-        // counts once both copies are durable.
-        let writes = parts.into_iter().map(|(slice, batch)| {
-            let holders = map.holders(slice);
-            let table = t.name.clone();
-            async move {
-                if holders.is_empty() {
-                    return Err(WarehouseError::Unavailable(format!(
-                        "no compute node holds slice {slice}"
-                    )));
-                }
-                let id = uuid::Uuid::new_v4().simple().to_string();
-                let rows = batch.num_rows() as u64;
-                let copies = holders.iter().map(|h| {
-                    let desc = FlightDescriptor::new_path(vec![
-                        "segment".into(),
-                        table.clone(),
-                        slice.to_string(),
-                        id.clone(),
-                    ]);
-                    let batch = batch.clone();
-                    async move {
-                        let data = FlightDataEncoderBuilder::new()
-                            .with_flight_descriptor(Some(desc))
-                            .build(futures::stream::iter([Ok(batch)]));
-                        let mut client = self.flight(&h.addr)?;
-                        let results: Vec<arrow_flight::PutResult> = client
-                            .do_put(data)
-                            .await
-                            .map_err(|e| unavailable(&h.addr, e))?
-                            .try_collect()
-                            .await
-                            .map_err(|e| unavailable(&h.addr, e))?;
-                        Ok::<_, WarehouseError>(
-                            results
-                                .first()
-                                .and_then(|r| {
-                                    serde_json::from_slice::<serde_json::Value>(&r.app_metadata)
-                                        .ok()
-                                })
-                                .and_then(|v| v["bytes"].as_u64())
-                                .unwrap_or(0),
-                        )
-                    }
-                });
-                let sizes = futures::future::try_join_all(copies).await?;
-                Ok::<_, WarehouseError>(pb::WhSegment {
-                    id,
-                    slice,
-                    rows,
-                    bytes: sizes.first().copied().unwrap_or(0),
-                })
-            }
-        });
-        let segments = futures::future::join_all(writes)
-            .await
-            .into_iter()
-            .collect::<Result<Vec<_>>>()?;
+        let parts = segments::distribute(t, &map, &schema, &batches)?;
+        let segments = segments::write(t, &map, &self.token, parts).await?;
         let req = pb::CommitSegmentsRequest {
             table: t.name.clone(),
             segments,
@@ -441,12 +537,6 @@ impl Engine {
         });
         futures::future::join_all(asks).await.into_iter().collect()
     }
-}
-
-fn unavailable(addr: &str, e: arrow_flight::error::FlightError) -> WarehouseError {
-    WarehouseError::Unavailable(format!(
-        "compute node {addr} did not take the write (both copies of a slice must be durable): {e}"
-    ))
 }
 
 /// Casts computed rows to the table's columns (by position, or by the
@@ -496,78 +586,4 @@ pub(crate) fn conform(
         out.push(RecordBatch::try_new(schema.clone(), arrays)?);
     }
     Ok(out)
-}
-
-/// Rows per slice: hash of the DISTKEY, round robin (EVEN), or everything on
-/// the first slice of every compute node (ALL); each slice's rows sorted by the SORTKEY.
-fn distribute(
-    t: &pb::WhTable,
-    map: &SliceMap,
-    schema: &SchemaRef,
-    batches: &[RecordBatch],
-) -> Result<Vec<(u32, RecordBatch)>> {
-    let all = arrow::compute::concat_batches(schema, batches)?;
-    let n = map.len() as u32;
-    let mut per: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
-    match t.diststyle.as_str() {
-        "ALL" => {
-            let idx: Vec<u32> = (0..all.num_rows() as u32).collect();
-            for f in &map.firsts {
-                per.insert(*f, idx.clone());
-            }
-        }
-        "KEY" => {
-            let col = schema.index_of(&t.distkey)?;
-            let fmt = ArrayFormatter::try_new(all.column(col).as_ref(), &FormatOptions::default())?;
-            for row in 0..all.num_rows() {
-                let key = fmt.value(row).to_string();
-                let slice = crc32c::crc32c(key.as_bytes()) % n;
-                per.entry(slice).or_default().push(row as u32);
-            }
-        }
-        _ => {
-            let offset = rand_offset(n);
-            for row in 0..all.num_rows() as u32 {
-                per.entry((row + offset) % n).or_default().push(row);
-            }
-        }
-    }
-    let mut out = Vec::new();
-    for (slice, idx) in per {
-        let idx = UInt32Array::from(idx);
-        let cols = all
-            .columns()
-            .iter()
-            .map(|c| arrow::compute::take(c.as_ref(), &idx, None))
-            .collect::<std::result::Result<Vec<_>, _>>()?;
-        let mut b = RecordBatch::try_new(schema.clone(), cols)?;
-        if !t.sortkey.is_empty() {
-            b = sort_batch(&b, &t.sortkey)?;
-        }
-        out.push((slice, b));
-    }
-    Ok(out)
-}
-
-fn rand_offset(n: u32) -> u32 {
-    (uuid::Uuid::new_v4().as_u128() % n.max(1) as u128) as u32
-}
-
-fn sort_batch(b: &RecordBatch, keys: &[String]) -> Result<RecordBatch> {
-    let cols = keys
-        .iter()
-        .map(|k| {
-            Ok(arrow::compute::SortColumn {
-                values: b.column(b.schema().index_of(k)?).clone(),
-                options: None,
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let idx = arrow::compute::lexsort_to_indices(&cols, None)?;
-    let cols = b
-        .columns()
-        .iter()
-        .map(|c| arrow::compute::take(c.as_ref(), &idx, None))
-        .collect::<std::result::Result<Vec<_>, _>>()?;
-    Ok(RecordBatch::try_new(b.schema(), cols)?)
 }

@@ -3,21 +3,42 @@
 
 use std::sync::Arc;
 
-use arrow::datatypes::{Schema, SchemaRef};
+use arrow::datatypes::Schema;
 use basin_proto as pb;
-use futures::{StreamExt, TryStreamExt};
+use futures::TryStreamExt;
 
-use crate::copy::{self, BadRow, CopySpec};
-use crate::engine::{Engine, Outcome, conform, table_schema};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
+
+use crate::copy::{BadRow, CopySpec};
+use crate::copy_node::{CopyOutcome, CopyTask};
+use crate::dist::exchange::{ExchangeKind, ShuffleReaderExec};
+use crate::engine::{Engine, Outcome, table_schema};
 use crate::error::{Result, WarehouseError};
 use crate::files;
 use crate::placement::SliceMap;
 use crate::unload;
 
+/// The stage whose rows the leader's final step only gathers, if that is
+/// all it does.
+fn gathers_only(root: &Arc<dyn ExecutionPlan>) -> Option<usize> {
+    let reader = if root.is::<CoalescePartitionsExec>() {
+        root.children().first().map(|c| (*c).clone())?
+    } else {
+        root.clone()
+    };
+    reader
+        .downcast_ref::<ShuffleReaderExec>()
+        .filter(|r| r.spec.kind == ExchangeKind::Forward)
+        .map(|r| r.spec.stage)
+}
+
 impl Engine {
-    /// `COPY`: reads every file at the location (four at a time), keeps the
-    /// rows that parse, records the ones that do not in `stl_load_errors`,
-    /// and commits nothing when there are more bad rows than MAXERROR.
+    /// `COPY`: the files at the location are shared out over the compute
+    /// nodes, which keep the rows that parse and write them to their slices;
+    /// the rows that do not parse go to `stl_load_errors`. Everything is
+    /// committed in one step, or nothing when there are more bad rows than
+    /// MAXERROR.
     pub(crate) async fn copy(&self, spec: CopySpec) -> Result<Outcome> {
         let cat = self.catalog().await?;
         let t = cat
@@ -32,7 +53,8 @@ impl Engine {
             Some(c) => c.clone(),
             None => schema.fields().iter().map(|f| f.name().clone()).collect(),
         };
-        let target: SchemaRef = Arc::new(Schema::new(
+        // Every named column must exist (checked here, before any node works).
+        Schema::new(
             cols.iter()
                 .map(|c| {
                     schema.field_with_name(c).cloned().map_err(|_| {
@@ -43,27 +65,46 @@ impl Engine {
                     })
                 })
                 .collect::<Result<Vec<_>>>()?,
-        ));
-        let sources = files::list(&self.dfs, &spec.source).await?;
-        let loads = futures::stream::iter(sources.into_iter().map(|loc| {
-            let spec = spec.clone();
-            let target = target.clone();
-            async move {
-                let data = files::read(&self.dfs, &loc).await?;
-                let name = loc.display();
-                tokio::task::spawn_blocking(move || copy::load_file(&spec, &name, data, &target))
-                    .await
-                    .map_err(|e| WarehouseError::Invalid(format!("load task failed: {e}")))?
-            }
-        }))
-        .buffered(4)
-        .try_collect::<Vec<_>>()
-        .await?;
-        let mut batches = Vec::new();
+        );
+        let sources: Vec<String> = files::list(&self.dfs, &spec.source)
+            .await?
+            .iter()
+            .map(|l| l.display())
+            .collect();
+        if cat.computes.is_empty() {
+            return Err(WarehouseError::Unavailable(
+                "no compute node has registered".into(),
+            ));
+        }
+        if !t.location.is_empty() {
+            return Err(WarehouseError::Invalid(format!(
+                "\"{}\" is an external table: its files at {} are read in place, not loaded",
+                t.name, t.location
+            )));
+        }
+        // The files are shared out over the compute nodes, which parse them
+        // and write the rows to their slices in parallel.
+        let n = cat.computes.len();
+        let mut shares: Vec<Vec<String>> = vec![Vec::new(); n];
+        for (i, f) in sources.into_iter().enumerate() {
+            shares[i % n].push(f);
+        }
+        let runs = shares
+            .into_iter()
+            .enumerate()
+            .filter(|(_, files)| !files.is_empty())
+            .map(|(i, files)| {
+                let task = CopyTask::new(&spec, &cols, files, t, &cat.computes);
+                self.copy_on(i, task, &cat.computes)
+            });
+        let outcomes = futures::future::try_join_all(runs).await?;
+        let mut segments = Vec::new();
         let mut bad: Vec<BadRow> = Vec::new();
-        for l in loads {
-            batches.extend(l.batch);
-            bad.extend(l.bad);
+        let mut rows = 0;
+        for o in outcomes {
+            rows += o.rows;
+            segments.extend(o.segments.into_iter().map(pb::WhSegment::from));
+            bad.extend(o.bad);
         }
         let load_id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
         if !bad.is_empty() {
@@ -78,22 +119,86 @@ impl Engine {
                 bad[0]
             )));
         }
-        let batches = conform(&batches, &schema, Some(&cols))?;
-        let rows = self.store(t, &cat, batches).await?;
+        if !segments.is_empty() {
+            let req = pb::CommitSegmentsRequest {
+                table: t.name.clone(),
+                segments,
+                replace: false,
+            };
+            self.masters
+                .call(|mut c| {
+                    let req = req.clone();
+                    async move { c.commit_segments(req).await }
+                })
+                .await?;
+        }
         if !bad.is_empty() {
             tracing::warn!(table = %t.name, rows, skipped = bad.len(), "COPY skipped rows within MAXERROR");
         }
         Ok(Outcome::Done(format!("COPY {rows}")))
     }
 
+    /// Runs a COPY task on compute node `first`, or the next one that answers.
+    async fn copy_on(
+        &self,
+        first: usize,
+        task: CopyTask,
+        computes: &[pb::WhCompute],
+    ) -> Result<CopyOutcome> {
+        let body = serde_json::to_vec(&task).map_err(|e| WarehouseError::Invalid(e.to_string()))?;
+        let mut last = None;
+        for k in 0..computes.len() {
+            let addr = &computes[(first + k) % computes.len()].addr;
+            let attempt = async {
+                let mut c = self.flight(addr)?;
+                let mut s = c
+                    .do_action(arrow_flight::Action::new("copy", body.clone()))
+                    .await?;
+                let r = s.try_next().await?.ok_or_else(|| {
+                    WarehouseError::Invalid("a COPY task answered nothing".into())
+                })?;
+                serde_json::from_slice::<CopyOutcome>(&r)
+                    .map_err(|e| WarehouseError::Invalid(format!("COPY task result: {e}")))
+            };
+            match attempt.await {
+                Ok(o) => return Ok(o),
+                Err(WarehouseError::Flight(arrow_flight::error::FlightError::Tonic(st)))
+                    if st.code() == tonic::Code::Unavailable =>
+                {
+                    tracing::warn!(addr = %addr, "compute node did not take its COPY files, trying another: {st}");
+                    last = Some(st.message().to_string());
+                }
+                Err(WarehouseError::Flight(arrow_flight::error::FlightError::Tonic(st))) => {
+                    return Err(WarehouseError::from_status(&st));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(WarehouseError::Unavailable(format!(
+            "no compute node could load the COPY's files{}",
+            last.map(|e| format!(": {e}")).unwrap_or_default()
+        )))
+    }
+
     /// `UNLOAD`: runs the query and writes its rows as one file per slice,
-    /// in parallel, named as Redshift names them (`PREFIX0000_part_00.parquet`).
+    /// named as Redshift names them (`PREFIX0000_part_00.parquet`). When the
+    /// query's last step only gathers the slices' rows, each slice's task
+    /// writes its own file on its compute node, in parallel; otherwise (an
+    /// ORDER BY, a final aggregation) the leader cuts the result into parts.
     pub(crate) async fn unload(&self, spec: unload::UnloadSpec) -> Result<Outcome> {
         let cat = self.catalog().await?;
-        let ctx = self.session(&spec.query, &cat).await?;
-        let df = ctx.sql(&spec.query).await?;
-        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-        let batches = df.collect().await?;
+        let planned = self.plan(&spec.query, &cat).await?;
+        let plan = self
+            .resolve_subqueries(planned.plan.clone(), &planned)
+            .await?;
+        if let Some(dp) = self.distribute(&plan, &planned.query)
+            && let Some(last) = gathers_only(&dp.root)
+        {
+            let rows = planned.nodes.run_unload(&dp, last, &spec).await?;
+            return Ok(Outcome::Done(format!("UNLOAD {rows}")));
+        }
+        let (batches, _) = self.run_physical(plan, &planned).await?;
+        let schema = planned.schema.clone();
         let parts = SliceMap::new(&cat.computes).len().max(1);
         let files = unload::split(&schema, &batches, parts)?;
         let rows: usize = batches.iter().map(|b| b.num_rows()).sum();

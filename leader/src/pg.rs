@@ -1,6 +1,7 @@
 //! The PostgreSQL wire protocol (pgwire) in front of the engine: psql and
-//! drivers connect with a password (the cluster token is the admin
-//! password), send statements, and get typed rows or errors with SQLSTATEs.
+//! drivers connect with a password (the cluster token is the admin password
+//! for any user name; a catalog user logs in with its own, see
+//! [`crate::users`]), send statements, and get typed rows or errors with SQLSTATEs.
 
 use std::sync::Arc;
 
@@ -9,19 +10,23 @@ use arrow::datatypes::DataType;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use async_trait::async_trait;
 use futures::stream;
-use pgwire::api::auth::cleartext::CleartextPasswordAuthStartupHandler;
+use pgwire::api::auth::cleartext::CleartextPasswordAuth;
+use pgwire::api::auth::mechanism::AuthMechanismFactory;
 use pgwire::api::auth::{
-    AuthSource, DefaultServerParameterProvider, LoginInfo, Password, StartupHandler,
+    AuthDriver, AuthOutcome, AuthSource, DefaultServerParameterProvider, LoginInfo, Password,
+    StartupHandler,
 };
 use pgwire::api::query::SimpleQueryHandler;
 use pgwire::api::results::{DataRowEncoder, FieldFormat, FieldInfo, QueryResponse, Response, Tag};
 use pgwire::api::store::PortalStore;
 use pgwire::api::{ClientInfo, ClientPortalStore, PgWireServerHandlers, Type};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use tokio::net::TcpListener;
 
 use crate::engine::{Engine, Outcome};
 use crate::error::WarehouseError;
+use crate::users::{Authenticator, Principal, run_as};
 
 /// The PostgreSQL type a column is sent as.
 pub fn pg_type(dt: &DataType) -> Type {
@@ -192,14 +197,11 @@ impl SimpleQueryHandler for Handler {
         C: ClientInfo + ClientPortalStore + Unpin + Send + Sync,
         C::PortalStore: PortalStore,
     {
-        let user = client
-            .metadata()
-            .get(pgwire::api::METADATA_USER)
-            .cloned()
-            .unwrap_or_default();
+        let who = principal(client);
+        let user = who.user.clone();
         let mut out = Vec::new();
         for stmt in split_statements(query) {
-            match self.engine.execute(&user, &stmt).await {
+            match run_as(who.clone(), self.engine.execute(&user, &stmt)).await {
                 Ok(Outcome::Rows { schema, batches }) => out.push(rows_response(schema, batches)?),
                 Ok(Outcome::Done(tag)) => out.push(tag_response(&tag)),
                 Err(e) => {
@@ -216,22 +218,120 @@ impl SimpleQueryHandler for Handler {
     }
 }
 
-/// Admin login: the cluster token is the password.
+/// The connection metadata key saying the session logged in with the cluster token.
+const ADMIN_KEY: &str = "basin.admin";
+
+/// Who a connection logged in as (its startup user; admin with the token).
+pub(crate) fn principal(client: &impl ClientInfo) -> Principal {
+    let m = client.metadata();
+    Principal {
+        user: m
+            .get(pgwire::api::METADATA_USER)
+            .cloned()
+            .unwrap_or_default(),
+        admin: m.get(ADMIN_KEY).is_some_and(|v| v == "1"),
+    }
+}
+
+/// Passwords: the cluster token (admin, any user name) or a catalog user's own.
 #[derive(Debug)]
-struct TokenAuth {
-    token: String,
+struct Passwords {
+    auth: Authenticator,
 }
 
 #[async_trait]
-impl AuthSource for TokenAuth {
+impl AuthSource<Principal> for Passwords {
+    /// Never asked: [`Self::verify_password`] checks hashes itself.
     async fn get_password(&self, _login: &LoginInfo) -> PgWireResult<Password> {
-        Ok(Password::new(None, self.token.as_bytes().to_vec()))
+        Err(PgWireError::ApiError(
+            "passwords are checked, never read back".into(),
+        ))
+    }
+
+    async fn verify_password(
+        &self,
+        login: &LoginInfo,
+        presented: &[u8],
+    ) -> PgWireResult<Option<Principal>> {
+        let user = login.user().unwrap_or_default();
+        let password = std::str::from_utf8(presented).unwrap_or_default();
+        match self.auth.verify(user, password).await {
+            Some(p) => Ok(Some(p)),
+            None => {
+                metrics::counter!("basin_leader_logins_refused_total").increment(1);
+                Err(PgWireError::InvalidPassword(user.to_owned()))
+            }
+        }
+    }
+}
+
+/// Cleartext password startup that records who logged in (admin or a
+/// catalog user) in the connection's metadata.
+struct Startup {
+    driver: AuthDriver<DefaultServerParameterProvider, Principal>,
+    passwords: CleartextPasswordAuth<Passwords>,
+}
+
+impl Startup {
+    async fn outcome<C>(&self, client: &mut C, outcome: AuthOutcome<Principal>) -> PgWireResult<()>
+    where
+        C: ClientInfo + futures::Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as futures::Sink<PgWireBackendMessage>>::Error>,
+    {
+        let AuthOutcome::Authenticated {
+            identity,
+            final_message,
+        } = outcome
+        else {
+            return Ok(());
+        };
+        let admin = identity.is_some_and(|p| p.admin);
+        client
+            .metadata_mut()
+            .insert(ADMIN_KEY.into(), if admin { "1" } else { "0" }.into());
+        self.driver
+            .complete_authentication(client, final_message)
+            .await
+    }
+}
+
+#[async_trait]
+impl StartupHandler for Startup {
+    async fn on_startup<C>(
+        &self,
+        client: &mut C,
+        message: PgWireFrontendMessage,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + futures::Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as futures::Sink<PgWireBackendMessage>>::Error>,
+    {
+        match message {
+            PgWireFrontendMessage::Startup(ref startup) => {
+                pgwire::api::auth::protocol_negotiation(client, startup).await?;
+                pgwire::api::auth::save_startup_parameters_to_metadata(client, startup);
+                // A client must not claim to be admin through a startup parameter.
+                client.metadata_mut().remove(ADMIN_KEY);
+                let outcome = self
+                    .driver
+                    .begin_authentication(client, self.passwords.create())
+                    .await?;
+                self.outcome(client, outcome).await
+            }
+            PgWireFrontendMessage::PasswordMessageFamily(m) => {
+                let outcome = self.driver.advance_authentication(client, m).await?;
+                self.outcome(client, outcome).await
+            }
+            _ => Ok(()),
+        }
     }
 }
 
 struct Factory {
     handler: Arc<Handler>,
-    startup: Arc<CleartextPasswordAuthStartupHandler<TokenAuth, DefaultServerParameterProvider>>,
+    startup: Arc<Startup>,
 }
 
 impl PgWireServerHandlers for Factory {
@@ -254,11 +354,15 @@ pub async fn serve(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let factory = Arc::new(Factory {
-        handler: Arc::new(Handler { engine }),
-        startup: Arc::new(CleartextPasswordAuthStartupHandler::new(
-            TokenAuth { token },
-            DefaultServerParameterProvider::default(),
-        )),
+        handler: Arc::new(Handler {
+            engine: engine.clone(),
+        }),
+        startup: Arc::new(Startup {
+            driver: AuthDriver::new(DefaultServerParameterProvider::default()),
+            passwords: CleartextPasswordAuth::new(Arc::new(Passwords {
+                auth: Authenticator::new(engine.clone(), &token),
+            })),
+        }),
     });
     loop {
         tokio::select! {

@@ -237,14 +237,6 @@ fn fields(schema: &arrow::datatypes::Schema) -> Vec<FieldInfo> {
         .collect()
 }
 
-fn user(client: &impl ClientInfo) -> String {
-    client
-        .metadata()
-        .get(pgwire::api::METADATA_USER)
-        .cloned()
-        .unwrap_or_default()
-}
-
 #[async_trait]
 impl ExtendedQueryHandler for Handler {
     type Statement = String;
@@ -318,7 +310,9 @@ impl ExtendedQueryHandler for Handler {
         if sql.trim().is_empty() {
             return Ok(Response::EmptyQuery);
         }
-        match self.engine.execute(&user(client), &sql).await {
+        let who = crate::pg::principal(client);
+        let user = who.user.clone();
+        match crate::users::run_as(who, self.engine.execute(&user, &sql)).await {
             Ok(Outcome::Rows { schema, batches }) => rows_response(schema, batches),
             Ok(Outcome::Done(tag)) => Ok(tag_response(&tag)),
             Err(e) => Ok(Response::Error(Box::new(ErrorInfo::new(

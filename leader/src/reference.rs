@@ -1,8 +1,9 @@
 //! A single-process DataFusion over files: what the TPC-H test and
 //! `bench/tpch.sh` compare the warehouse with. Tables come from a schema
 //! file of `CREATE TABLE` statements (Redshift options are ignored) and a
-//! directory holding `NAME.parquet` or `NAME.tbl` (`|`-delimited, no header)
-//! for each table.
+//! directory holding `NAME.parquet`, a directory `NAME/` of Parquet files
+//! (tpchgen-cli `--parts`) or `NAME.tbl` (`|`-delimited, no header) for each
+//! table.
 
 use std::path::Path;
 
@@ -24,7 +25,13 @@ pub async fn session(schema_sql: &str, data_dir: &Path) -> Result<SessionContext
         let (name, _, columns, _) = parse_create(&stmt)?;
         let parquet = data_dir.join(format!("{name}.parquet"));
         let tbl = data_dir.join(format!("{name}.tbl"));
-        let ddl = if parquet.exists() {
+        let parts = data_dir.join(&name);
+        let ddl = if parts.is_dir() {
+            format!(
+                "CREATE EXTERNAL TABLE {name} STORED AS PARQUET LOCATION '{}/'",
+                parts.display()
+            )
+        } else if parquet.exists() {
             format!(
                 "CREATE EXTERNAL TABLE {name} STORED AS PARQUET LOCATION '{}'",
                 parquet.display()

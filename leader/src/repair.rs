@@ -2,9 +2,10 @@
 //! compares the segments the catalog says it should hold (for the slices it
 //! is primary or mirror of) with what is on its disk, and copies any missing
 //! segment from the slice's other holder. A node that comes back after
-//! missing writes, or that lost its disk, is rebuilt this way.
+//! missing writes, or that lost its disk, is rebuilt this way. The same pass
+//! deletes segment files that no table refers to any more.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -59,16 +60,70 @@ fn segment_path(dir: &Path, table: &str, slice: u32, id: &str) -> PathBuf {
         .join(format!("{id}.parquet"))
 }
 
-/// One pass: copies every segment this node should hold and does not. Returns how many it copied.
+/// Deletes segment files no table refers to (dropped or rewritten tables,
+/// COPYs that failed) once they are older than `grace` — younger ones may
+/// belong to a load that has not committed yet. Returns how many it deleted.
+pub fn collect_garbage(dir: &Path, cat: &pb::WhCatalog, grace: Duration) -> Result<usize> {
+    let live: HashSet<(&str, u32, &str)> = cat
+        .tables
+        .iter()
+        .flat_map(|t| {
+            let storage = crate::engine::storage_name(t);
+            t.segments
+                .iter()
+                .map(move |s| (storage, s.slice, s.id.as_str()))
+        })
+        .collect();
+    let mut deleted = 0;
+    for (slice, tables) in inventory(dir)? {
+        for (table, segs) in tables {
+            for id in segs {
+                if live.contains(&(table.as_str(), slice, id.as_str())) {
+                    continue;
+                }
+                let path = segment_path(dir, &table, slice, &id);
+                let age = std::fs::metadata(&path)
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .unwrap_or_default();
+                if age >= grace {
+                    std::fs::remove_file(&path)?;
+                    deleted += 1;
+                }
+            }
+            // A table directory left empty goes too (ignored if not empty).
+            let _ = std::fs::remove_dir(dir.join(format!("slice-{slice}")).join(&table));
+        }
+    }
+    if deleted > 0 {
+        metrics::counter!("basin_compute_segments_collected_total").increment(deleted as u64);
+    }
+    Ok(deleted)
+}
+
+/// One pass: copies every segment this node should hold and does not, and
+/// collects unreferenced segment files older than `grace`. Returns how many
+/// it copied.
 pub async fn repair_once(
     dir: &Path,
     me: u64,
     masters: &MasterClient,
     token: &str,
+    grace: Duration,
 ) -> Result<usize> {
     let cat = masters
         .call(|mut c| async move { c.get_catalog(pb::Empty {}).await })
         .await?;
+    match collect_garbage(dir, &cat, grace) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            compute = me,
+            segments = n,
+            "deleted segment files no table refers to"
+        ),
+        Err(e) => tracing::warn!(compute = me, "segment garbage collection failed: {e}"),
+    }
     let map = SliceMap::new(&cat.computes);
     let held = map.held_by(me);
     let mut copied = 0;
@@ -77,13 +132,14 @@ pub async fn repair_once(
             if !held.contains(&seg.slice) {
                 continue;
             }
-            let path = segment_path(dir, &t.name, seg.slice, &seg.id);
+            let storage = crate::engine::storage_name(t);
+            let path = segment_path(dir, storage, seg.slice, &seg.id);
             if path.exists() {
                 continue;
             }
             let mut done = false;
             for h in map.holders(seg.slice).into_iter().filter(|h| h.node != me) {
-                match fetch(&h.addr, token, &t.name, seg.slice, &seg.id).await {
+                match fetch(&h.addr, token, storage, seg.slice, &seg.id).await {
                     Ok(batches) if !batches.is_empty() => {
                         let p = path.clone();
                         tokio::task::spawn_blocking(move || write_parquet(&p, &batches))
@@ -135,6 +191,7 @@ pub fn spawn(
     masters: MasterClient,
     token: String,
     interval: Duration,
+    grace: Duration,
     mut stop: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -147,7 +204,7 @@ pub fn spawn(
             if me == 0 {
                 continue;
             }
-            match repair_once(&dir, me, &masters, &token).await {
+            match repair_once(&dir, me, &masters, &token, grace).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(
                     compute = me,

@@ -9,87 +9,111 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use arrow::array::{RecordBatch, RecordBatchOptions};
 use arrow::datatypes::SchemaRef;
-use arrow_flight::{FlightClient, Ticket};
+use arrow_flight::FlightClient;
 use async_trait::async_trait;
 use basin_proto as pb;
 use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::Column;
 use datafusion::common::tree_node::{Transformed, TreeNode};
-use datafusion::common::{Column, DataFusionError};
-use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
 use datafusion::physical_plan::ExecutionPlan;
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
-use futures::{StreamExt, TryStreamExt};
 
-use crate::compute::{ExternalFile, ScanTicket};
+use crate::compute::ExternalFile;
+use crate::dist::scan_exec::{ScanEnv, ScanPart, ScanSpec, SliceScanExec};
 use crate::error::{Result, WarehouseError};
 use crate::placement::SliceMap;
 
-/// A Flight client for a compute node, carrying the cluster token.
-pub fn connect(addr: &str, token: &str) -> Result<FlightClient> {
+/// One HTTP/2 channel per compute node, shared by every call from this
+/// process (scans, exchanges, tasks): a lazy channel reconnects by itself
+/// after its node comes back.
+fn channel(addr: &str) -> Result<tonic::transport::Channel> {
+    static CHANNELS: std::sync::OnceLock<
+        std::sync::Mutex<std::collections::HashMap<String, tonic::transport::Channel>>,
+    > = std::sync::OnceLock::new();
+    let map = CHANNELS.get_or_init(Default::default);
+    let mut map = map
+        .lock()
+        .map_err(|_| WarehouseError::Invalid("channel cache poisoned".into()))?;
+    if let Some(ch) = map.get(addr) {
+        return Ok(ch.clone());
+    }
     let ch = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
         .map_err(|e| WarehouseError::Invalid(format!("{addr}: {e}")))?
         .tcp_nodelay(true)
         .connect_timeout(std::time::Duration::from_secs(3))
+        .http2_keep_alive_interval(std::time::Duration::from_secs(10))
+        .keep_alive_timeout(std::time::Duration::from_secs(20))
         .connect_lazy();
-    let mut c = FlightClient::new(ch);
+    map.insert(addr.to_string(), ch.clone());
+    Ok(ch)
+}
+
+/// A Flight client for a compute node, carrying the cluster token.
+pub fn connect(addr: &str, token: &str) -> Result<FlightClient> {
+    let mut c = FlightClient::new(channel(addr)?);
     c.add_header("authorization", &format!("Bearer {token}"))?;
     Ok(c)
 }
 
-#[derive(Clone, Debug)]
-struct Part {
-    slice: u32,
-    segments: Vec<String>,
-    /// Primary first, then the mirror (for an external file: every node, its own first).
-    addrs: Vec<String>,
-    external: Option<ExternalFile>,
-}
-
-/// A warehouse table as DataFusion sees it.
+/// A warehouse table as DataFusion sees it: its scans are [`SliceScanExec`]s.
 #[derive(Debug)]
 pub struct SliceTable {
     name: String,
+    storage: String,
+    diststyle: String,
     schema: SchemaRef,
-    parts: Vec<Part>,
+    partitions: Vec<Vec<ScanPart>>,
+    /// The distribution key, when the rows were hash-routed over these partitions.
+    hash_key: Option<String>,
     token: String,
 }
 
 impl SliceTable {
     pub fn new(t: &pb::WhTable, map: &SliceMap, schema: SchemaRef, token: &str) -> Self {
-        let mut per_slice: BTreeMap<u32, Vec<String>> = BTreeMap::new();
-        // An ALL table has a full copy on every node: read one.
-        let copy_node = (t.diststyle == "ALL")
-            .then(|| t.segments.first().and_then(|s| map.node(s.slice)))
-            .flatten();
+        let mut per_slice: BTreeMap<u32, (Vec<String>, u64, u64)> = BTreeMap::new();
         for s in &t.segments {
-            if copy_node.is_some() && map.node(s.slice) != copy_node {
-                continue;
-            }
-            per_slice.entry(s.slice).or_default().push(s.id.clone());
+            let e = per_slice.entry(s.slice).or_default();
+            e.0.push(s.id.clone());
+            e.1 += s.rows;
+            e.2 += s.bytes;
         }
-        let parts = per_slice
-            .into_iter()
-            .map(|(slice, segments)| Part {
-                slice,
-                segments,
-                addrs: map.holders(slice).into_iter().map(|h| h.addr).collect(),
-                external: None,
-            })
-            .collect();
+        let part = |slice: u32, (segments, rows, bytes): (Vec<String>, u64, u64)| ScanPart {
+            slice,
+            segments,
+            addrs: map.holders(slice).into_iter().map(|h| h.addr).collect(),
+            external: None,
+            rows,
+            bytes,
+        };
+        let partitions = if t.diststyle == "ALL" {
+            // A full copy on every node's first slice: one partition, any copy.
+            vec![
+                map.firsts
+                    .iter()
+                    .filter_map(|f| per_slice.get(f).cloned().map(|e| part(*f, e)))
+                    .collect(),
+            ]
+        } else {
+            (0..map.len() as u32)
+                .map(|s| vec![part(s, per_slice.remove(&s).unwrap_or_default())])
+                .collect()
+        };
+        let hash_key = (t.diststyle == "KEY"
+            && !t.distkey.is_empty()
+            && crate::dist::key_routed(&t.segments, map.len()))
+        .then(|| t.distkey.clone());
         Self {
             name: t.name.clone(),
+            storage: crate::engine::storage_name(t).to_string(),
+            diststyle: t.diststyle.clone(),
             schema,
-            parts,
+            partitions,
+            hash_key,
             token: token.to_string(),
         }
     }
-}
 
-impl SliceTable {
     /// An external table: one partition per file, spread over the compute
     /// nodes (file i on node i mod n, the others as fallbacks).
     pub fn external(
@@ -104,7 +128,7 @@ impl SliceTable {
             .iter()
             .map(|f| (f.name().clone(), f.data_type().to_string()))
             .collect();
-        let parts = files
+        let partitions = files
             .into_iter()
             .enumerate()
             .map(|(i, url)| {
@@ -112,7 +136,7 @@ impl SliceTable {
                 let addrs = (0..nodes.len())
                     .map(|k| nodes[(i + k) % n].clone())
                     .collect();
-                Part {
+                vec![ScanPart {
                     slice: i as u32,
                     segments: vec![],
                     addrs,
@@ -123,13 +147,18 @@ impl SliceTable {
                         skip_header: t.skip_header,
                         columns: columns.clone(),
                     }),
-                }
+                    rows: 0,
+                    bytes: 0,
+                }]
             })
             .collect();
         Self {
             name: t.name.clone(),
+            storage: t.name.clone(),
+            diststyle: "EXTERNAL".into(),
             schema,
-            parts,
+            partitions,
+            hash_key: None,
             token: token.to_string(),
         }
     }
@@ -193,120 +222,21 @@ impl TableProvider for SliceTable {
                 .collect::<Vec<_>>()
                 .join(" AND ")
         });
-        let partitions: Vec<Arc<dyn PartitionStream>> = self
-            .parts
-            .iter()
-            .map(|p| {
-                Arc::new(SlicePartition {
-                    schema: projected.clone(),
-                    ticket: ScanTicket {
-                        table: self.name.clone(),
-                        slice: p.slice,
-                        segments: p.segments.clone(),
-                        columns: Some(if columns.is_empty() {
-                            // Only the row count is needed (count(*)): fetch the narrowest thing.
-                            self.schema
-                                .fields()
-                                .first()
-                                .map(|f| vec![f.name().clone()])
-                                .unwrap_or_default()
-                        } else {
-                            columns.clone()
-                        }),
-                        filter: filter.clone(),
-                        limit: if filter.is_none() { limit } else { None },
-                        external: p.external.clone(),
-                    },
-                    addrs: p.addrs.clone(),
-                    token: self.token.clone(),
-                }) as Arc<dyn PartitionStream>
-            })
-            .collect();
-        let exec = StreamingTableExec::try_new(projected, partitions, None, [], false, limit)?;
-        Ok(Arc::new(exec))
+        let spec = ScanSpec {
+            table: self.name.clone(),
+            storage: self.storage.clone(),
+            diststyle: self.diststyle.clone(),
+            columns,
+            count_column: self.schema.fields().first().map(|f| f.name().clone()),
+            limit: if filter.is_none() { limit } else { None },
+            filter,
+            partitions: self.partitions.clone(),
+            hash_key: self.hash_key.clone(),
+        };
+        let env = ScanEnv {
+            token: self.token.clone(),
+            local: None,
+        };
+        Ok(Arc::new(SliceScanExec::new(spec, projected, env)))
     }
-}
-
-/// One slice of a scan.
-#[derive(Debug)]
-struct SlicePartition {
-    schema: SchemaRef,
-    ticket: ScanTicket,
-    addrs: Vec<String>,
-    token: String,
-}
-
-impl PartitionStream for SlicePartition {
-    fn schema(&self) -> &SchemaRef {
-        &self.schema
-    }
-
-    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
-        let schema = self.schema.clone();
-        let ticket = self.ticket.clone();
-        let addrs = self.addrs.clone();
-        let token = self.token.clone();
-        let out = schema.clone();
-        let stream = futures::stream::once(async move {
-            let body = serde_json::to_vec(&ticket)
-                .map_err(|e| DataFusionError::External(Box::new(e)))?;
-            let mut last = None;
-            for addr in &addrs {
-                let attempt = async {
-                    let mut c = connect(addr, &token)?;
-                    Ok::<_, WarehouseError>(c.do_get(Ticket::new(body.clone())).await?)
-                };
-                match attempt.await {
-                    Ok(s) => {
-                        metrics::counter!("basin_leader_slice_scans_total").increment(1);
-                        let s = s
-                            .map_err(|e| DataFusionError::External(Box::new(e)))
-                            .and_then(move |b| {
-                                let out = out.clone();
-                                async move { fit(b, &out).map_err(|e| DataFusionError::External(Box::new(e))) }
-                            });
-                        return Ok(s.boxed());
-                    }
-                    Err(e) => {
-                        tracing::warn!(slice = ticket.slice, addr = %addr, "slice scan failed, trying its mirror: {e}");
-                        last = Some(e);
-                    }
-                }
-            }
-            Err(DataFusionError::External(Box::new(last.unwrap_or_else(|| {
-                WarehouseError::Unavailable(format!("no compute node holds slice {}", ticket.slice))
-            }))))
-        })
-        .try_flatten();
-        Box::pin(RecordBatchStreamAdapter::new(schema, stream))
-    }
-}
-
-/// A batch from a node as the plan's schema: types cast where the Parquet
-/// reader chose another representation (e.g. string views), and no columns
-/// at all (only a row count) when the plan needs none.
-fn fit(b: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
-    if schema.fields().is_empty() {
-        let opts = RecordBatchOptions::new().with_row_count(Some(b.num_rows()));
-        return Ok(RecordBatch::try_new_with_options(
-            schema.clone(),
-            vec![],
-            &opts,
-        )?);
-    }
-    let cols = schema
-        .fields()
-        .iter()
-        .map(|f| {
-            let c = b.column_by_name(f.name()).ok_or_else(|| {
-                WarehouseError::Invalid(format!("a slice scan lost column {}", f.name()))
-            })?;
-            if c.data_type() == f.data_type() {
-                Ok(c.clone())
-            } else {
-                Ok(arrow::compute::cast(c, f.data_type())?)
-            }
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(RecordBatch::try_new(schema.clone(), cols)?)
 }

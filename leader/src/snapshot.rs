@@ -189,14 +189,16 @@ impl Engine {
                 if copy_node.is_some() && map.node(s.slice) != copy_node {
                     continue;
                 }
-                let file = format!("segments/{}/{}.parquet", t.name, s.id);
+                // Under the storage name: a renamed table's segments are not copied again.
+                let storage = crate::engine::storage_name(t);
+                let file = format!("segments/{storage}/{}.parquet", s.id);
                 segments.push(ManifestSegment {
                     id: s.id.clone(),
                     rows: s.rows,
                     bytes: s.bytes,
                     file: file.clone(),
                 });
-                work.push((t.name.clone(), s.clone(), file));
+                work.push((storage.to_string(), s.clone(), file));
             }
             tables.push(ManifestTable {
                 name: t.name.clone(),

@@ -1,11 +1,13 @@
 //! System tables, built per query from the catalog and the leader's query log:
-//! `stv_slices`, `svv_table_info`, `stl_query`, `stl_load_errors`, `svv_snapshots`.
+//! `stv_slices`, `svv_table_info`, `stl_query`, `stl_load_errors`, `svv_snapshots`,
+//! and the catalog's views, schemas and users (`pg_views`, `pg_namespace`, `pg_user`).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use arrow::array::{
-    ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray,
+    ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray,
+    TimestampMillisecondArray,
 };
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use basin_proto as pb;
@@ -15,12 +17,15 @@ use crate::error::Result;
 use crate::placement::SliceMap;
 use crate::repair::Inventory;
 
-pub const NAMES: [&str; 5] = [
+pub const NAMES: [&str; 8] = [
     "stv_slices",
     "svv_table_info",
     "stl_query",
     "stl_load_errors",
     "svv_snapshots",
+    "pg_views",
+    "pg_namespace",
+    "pg_user",
 ];
 
 /// One finished statement, as `stl_query` shows it.
@@ -98,6 +103,9 @@ pub fn build(
         "stl_query" => stl_query(log)?,
         "stl_load_errors" => stl_load_errors(cat)?,
         "svv_snapshots" => svv_snapshots(cat)?,
+        "pg_views" => pg_views(cat)?,
+        "pg_namespace" => pg_namespace(cat)?,
+        "pg_user" => pg_user(cat)?,
         _ => return Ok(None),
     }))
 }
@@ -113,7 +121,7 @@ fn stv_slices(cat: &pb::WhCatalog, inv: &Inventories) -> Result<MemTable> {
             expected
                 .entry(s.slice)
                 .or_default()
-                .push((t.name.as_str(), s.id.as_str()));
+                .push((crate::engine::storage_name(t), s.id.as_str()));
         }
     }
     let holds = |node: u64, slice: u32| -> bool {
@@ -308,6 +316,75 @@ fn svv_snapshots(cat: &pb::WhCatalog) -> Result<MemTable> {
             int(ss.iter().map(|s| s.segments as i64).collect()),
             int(ss.iter().map(|s| s.copied_segments as i64).collect()),
             int(ss.iter().map(|s| s.copied_bytes as i64).collect()),
+        ],
+    )
+}
+
+/// (schema, name) of a catalog name (`s.x` → (s, x), `x` → (public, x)).
+fn split_name(name: &str) -> (String, String) {
+    match name.split_once('.') {
+        Some((s, n)) => (s.to_string(), n.to_string()),
+        None => (crate::catalog::PUBLIC.to_string(), name.to_string()),
+    }
+}
+
+/// The catalog's views and their queries.
+fn pg_views(cat: &pb::WhCatalog) -> Result<MemTable> {
+    let (schemas, names): (Vec<String>, Vec<String>) =
+        cat.views.iter().map(|v| split_name(&v.name)).unzip();
+    table(
+        vec![
+            Field::new("schemaname", DataType::Utf8, false),
+            Field::new("viewname", DataType::Utf8, false),
+            Field::new("definition", DataType::Utf8, false),
+            Field::new("created", ts_type(), false),
+        ],
+        vec![
+            text(schemas),
+            text(names),
+            text(cat.views.iter().map(|v| v.sql.clone()).collect()),
+            ts(cat.views.iter().map(|v| v.created_ms).collect()),
+        ],
+    )
+}
+
+/// The schemas: `public`, then the catalog's.
+fn pg_namespace(cat: &pb::WhCatalog) -> Result<MemTable> {
+    let names: Vec<String> = std::iter::once(crate::catalog::PUBLIC.to_string())
+        .chain(cat.schemas.iter().map(|s| s.name.clone()))
+        .collect();
+    let created: Vec<Option<i64>> = std::iter::once(None)
+        .chain(cat.schemas.iter().map(|s| Some(s.created_ms)))
+        .collect();
+    table(
+        vec![
+            Field::new("nspname", DataType::Utf8, false),
+            Field::new("created", ts_type(), true),
+        ],
+        vec![
+            text(names),
+            Arc::new(TimestampMillisecondArray::from(created)),
+        ],
+    )
+}
+
+/// The catalog's users: never their password hashes.
+fn pg_user(cat: &pb::WhCatalog) -> Result<MemTable> {
+    let us = &cat.users;
+    table(
+        vec![
+            Field::new("usename", DataType::Utf8, false),
+            Field::new("usecreateuser", DataType::Boolean, false),
+            Field::new("passwd", DataType::Utf8, false),
+            Field::new("created", ts_type(), false),
+        ],
+        vec![
+            text(us.iter().map(|u| u.name.clone()).collect()),
+            Arc::new(BooleanArray::from(
+                us.iter().map(|u| u.createuser).collect::<Vec<_>>(),
+            )),
+            text(us.iter().map(|_| "********".to_string()).collect()),
+            ts(us.iter().map(|u| u.created_ms).collect()),
         ],
     )
 }

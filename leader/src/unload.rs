@@ -10,7 +10,7 @@ use regex::Regex;
 
 use crate::error::{Result, WarehouseError};
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct UnloadSpec {
     pub query: String,
     /// Where the files go: a directory (ending in `/`) or a name prefix.

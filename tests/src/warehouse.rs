@@ -16,13 +16,19 @@ pub fn psql_available() -> bool {
         .unwrap_or(false)
 }
 
-/// Runs statements in one psql session; returns (success, stdout, stderr).
+/// Runs statements in one psql session as user `basin` (the cluster token
+/// is its password); returns (success, stdout, stderr).
 /// Rows come back unaligned and tuples-only: `a|b|c`, NULL as empty.
 pub fn psql(pg: &str, password: &str, stmts: &[&str]) -> (bool, String, String) {
+    psql_as(pg, "basin", password, stmts)
+}
+
+/// As [`psql`], logged in as `user`.
+pub fn psql_as(pg: &str, user: &str, password: &str, stmts: &[&str]) -> (bool, String, String) {
     let (host, port) = pg.split_once(':').expect("host:port");
     let mut cmd = Command::new("psql");
     cmd.args([
-        "-h", host, "-p", port, "-U", "basin", "-d", "dev", "-X", "-A", "-t", "-q",
+        "-h", host, "-p", port, "-U", user, "-d", "dev", "-X", "-A", "-t", "-q",
     ])
     .args(["-v", "VERBOSITY=verbose", "-v", "ON_ERROR_STOP=0"])
     .env("PGPASSWORD", password)
@@ -69,6 +75,15 @@ pub fn start_warehouse_with(
     for i in 0..computes {
         idx.push(c.add_role("compute", &format!("compute-{}", i + 1), &["--slices", "2"])?);
     }
+    start_leader_with(c, idx, leader_args)
+}
+
+/// A leader over compute nodes the test started itself (with its own flags).
+pub fn start_leader(c: &mut Cluster, computes: Vec<usize>) -> Result<Warehouse> {
+    start_leader_with(c, computes, &[])
+}
+
+fn start_leader_with(c: &mut Cluster, idx: Vec<usize>, leader_args: &[&str]) -> Result<Warehouse> {
     let flight = format!("127.0.0.1:{}", free_port());
     let mut args = vec!["--listen", flight.as_str()];
     args.extend_from_slice(leader_args);

@@ -1,7 +1,7 @@
 //! Arrow Flight SQL on the leader's `--listen`, across processes: `basin sql`
-//! (-c, --json, --csv) and a Rust Flight SQL client (statement queries, a
-//! prepared statement, GetCatalogs / GetDbSchemas / GetTables) get correct,
-//! correctly typed results.
+//! (-c, --json, --csv) and a Rust Flight SQL client (statement queries,
+//! prepared statements with and without parameters, GetCatalogs /
+//! GetDbSchemas / GetTables) get correct, correctly typed results.
 
 use std::process::Command;
 
@@ -162,6 +162,50 @@ fn flight_sql_and_basin_sql() {
                 .collect();
             anyhow::ensure!(names == ["a"], "prepared rows: {names:?}");
 
+            // Parameters: bound with DoPut (JDBC's `?`), and bound again.
+            let int_param = |v: i64| -> anyhow::Result<arrow::array::RecordBatch> {
+                Ok(arrow::array::RecordBatch::try_from_iter([(
+                    "p",
+                    std::sync::Arc::new(arrow::array::Int64Array::from(vec![v]))
+                        as arrow::array::ArrayRef,
+                )])?)
+            };
+            let mut prepared = client
+                .prepare("SELECT name FROM t WHERE id = ?".into(), None)
+                .await?;
+            for (id, want) in [(2, "b"), (1, "a")] {
+                prepared.set_parameters(int_param(id)?)?;
+                let info = prepared.execute().await?;
+                let b = batches(&mut client, info).await?;
+                let got: Vec<String> = b
+                    .iter()
+                    .flat_map(|b| {
+                        let c = arrow::compute::cast(b.column(0), &DataType::Utf8).expect("cast");
+                        (0..c.len()).map(move |i| c.as_string::<i32>().value(i).to_string())
+                    })
+                    .collect();
+                anyhow::ensure!(got == [want], "id {id}: {got:?}");
+            }
+            // An update bound with two rows runs once per row.
+            let rows = arrow::array::RecordBatch::try_from_iter([
+                (
+                    "id",
+                    std::sync::Arc::new(arrow::array::Int64Array::from(vec![10, 11]))
+                        as arrow::array::ArrayRef,
+                ),
+                (
+                    "name",
+                    std::sync::Arc::new(arrow::array::StringArray::from(vec!["x", "it's"]))
+                        as arrow::array::ArrayRef,
+                ),
+            ])?;
+            let mut insert = client
+                .prepare("INSERT INTO t (id, name) VALUES ($1, $2)".into(), None)
+                .await?;
+            insert.set_parameters(rows)?;
+            let n = insert.execute_update().await?;
+            anyhow::ensure!(n == 2, "inserted {n}");
+
             let info = client.get_catalogs().await?;
             let b = batches(&mut client, info).await?;
             anyhow::ensure!(
@@ -184,6 +228,15 @@ fn flight_sql_and_basin_sql() {
             );
             Ok::<_, anyhow::Error>(())
         })?;
+        let out = psql_ok(
+            &w.pg,
+            &token,
+            &["SELECT name FROM t WHERE id >= 10 ORDER BY id"],
+        )?;
+        anyhow::ensure!(
+            out == "x\nit's\n",
+            "rows the prepared insert wrote: {out:?}"
+        );
         Ok(())
     });
 }

@@ -1,8 +1,8 @@
 //! TPC-H on the warehouse: data generated in the test (tpchgen, SF 0.01),
 //! put into the cluster file system, loaded with COPY into KEY, EVEN and ALL
-//! tables over two compute nodes, and all 22 queries checked against
-//! DataFusion run in a single process over the same files
-//! (`basin bench datafusion`).
+//! tables over two compute nodes, and all 22 queries — each run as stages on
+//! the compute nodes' slices — checked against DataFusion run in a single
+//! process over the same files (`basin bench datafusion`).
 
 use std::fmt::Display;
 use std::io::Write;
@@ -166,6 +166,11 @@ fn tpch_22_queries_match_single_process_datafusion() {
         for q in 1..=22 {
             let file = tpch_dir().join(format!("q{q}.sql"));
             let sql = std::fs::read_to_string(&file)?;
+            // Every query runs as stages on the compute nodes, not on the leader alone.
+            let plan = psql_ok(&w.pg, &token, &[&format!("EXPLAIN {}", sql.trim())])?;
+            if !plan.starts_with("Distributed plan") {
+                failed.push(format!("q{q} is not distributed:\n{plan}"));
+            }
             let got = psql_ok(&w.pg, &token, &[sql.trim()])?;
             let o = Command::new(basin_tests::basin_bin())
                 .args(["bench", "datafusion", "--schema"])

@@ -203,6 +203,8 @@ impl LocalCluster {
                 masters: master_addrs.clone(),
                 slices: opts.slices.max(1),
                 repair_interval: Duration::from_secs(2),
+                memory: basin_leader::compute::DEFAULT_TASK_MEMORY,
+                gc_grace: basin_leader::compute::DEFAULT_GC_GRACE,
             };
             let c = basin_leader::compute::start(cfg, l, &token, masters_client.clone())
                 .await

@@ -10,14 +10,17 @@
 //!   answers the affected rows (the last number of the command tag).
 //! - Prepared statements: the handle is the SQL text; the dataset schema
 //!   comes from running the query under `LIMIT 0`. Parameters are refused.
-//! - Metadata: one catalog `dev` with one schema `public`, the tables of the
-//!   catalog and the system tables.
+//! - Metadata: one catalog `dev`; its schemas (`public` and those CREATE
+//!   SCHEMA made), the tables and views of the catalog, and the system tables.
 //!
-//! Every call carries the cluster token: `authorization: Bearer TOKEN`, or
-//! `Basic` with the token as the password, which is what a `Handshake`
-//! sends and which it answers with the bearer header. That check is a tonic
-//! interceptor rather than the tower `RequireTokenLayer`, which would refuse
-//! the Basic credentials of a handshake.
+//! Every call carries credentials: the cluster token (`authorization: Bearer
+//! TOKEN`, or `Basic` with the token as the password), or a catalog user's
+//! name and password (`Basic`). A `Handshake` sends Basic and is answered
+//! with a bearer header: the cluster token for the token, else a token for
+//! that user alone. The check is a tower service ([`auth::Authenticated`])
+//! rather than the `RequireTokenLayer`, which would refuse the Basic
+//! credentials of a handshake, and rather than a tonic interceptor, which
+//! cannot wait for the masters' catalog to check a password.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -44,11 +47,10 @@ use arrow_flight::{
     HandshakeResponse, IpcMessage, SchemaAsIpc, Ticket,
 };
 use basin_common::rpc::RpcError;
-use futures::{Stream, StreamExt, TryStreamExt};
+use futures::{Stream, TryStreamExt};
 use prost::Message;
 use tokio::net::TcpListener;
 use tonic::metadata::{Ascii, MetadataValue};
-use tonic::service::interceptor::InterceptedService;
 use tonic::{Code, Request, Response, Status, Streaming};
 
 use crate::engine::{Engine, Outcome};
@@ -56,15 +58,16 @@ use crate::error::WarehouseError;
 use crate::system;
 
 mod auth;
+mod params;
 mod results;
 mod statement;
 
-use auth::{Auth, user_of};
+use auth::{Auth, Authenticated, Sessions, user_of};
 use results::Results;
 pub use statement::{leading_keyword, returns_rows, skip_comments, tag_rows};
 use statement::{like, table_ref};
 
-/// The one catalog and schema that hold every table.
+/// The one catalog, and the schema of every unqualified name.
 pub const CATALOG: &str = "dev";
 pub const SCHEMA: &str = "public";
 type DataStream = Pin<Box<dyn Stream<Item = Result<FlightData, Status>> + Send + 'static>>;
@@ -74,7 +77,11 @@ fn status(e: WarehouseError) -> Status {
     let code = e.sqlstate();
     let msg = format!("{e} (SQLSTATE {code})");
     match &e {
-        WarehouseError::NotFound(_) => Status::not_found(msg),
+        WarehouseError::NotFound(_) | WarehouseError::NoSchema(_) => Status::not_found(msg),
+        WarehouseError::PermissionDenied(_) => Status::permission_denied(msg),
+        WarehouseError::Unsupported(_) => Status::unimplemented(msg),
+        WarehouseError::Dependent(_) => Status::failed_precondition(msg),
+        WarehouseError::Syntax(_) => Status::invalid_argument(msg),
         WarehouseError::Invalid(_) | WarehouseError::NotNull(_) | WarehouseError::LoadFailed(_) => {
             Status::invalid_argument(msg)
         }
@@ -103,8 +110,23 @@ fn arrow_status(e: ArrowError) -> Status {
     Status::internal(e.to_string())
 }
 
-fn no_parameters() -> Status {
-    Status::unimplemented("query parameters are not supported: write the values into the SQL text")
+/// The parameter rows a client sent with a `DoPut` (after the descriptor).
+async fn parameter_batches(
+    request: Request<PeekableFlightDataStream>,
+) -> Result<Vec<RecordBatch>, Status> {
+    // A descriptor-only message (no IPC header) carries no rows.
+    let data = request
+        .into_inner()
+        .try_filter(|d| futures::future::ready(!d.data_header.is_empty()))
+        .map_err(FlightError::from);
+    arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(data)
+        .try_collect()
+        .await
+        .map_err(|e| Status::invalid_argument(format!("bad parameter data: {e}")))
+}
+
+fn handle(bytes: &[u8]) -> Result<params::Handle, Status> {
+    params::Handle::parse(bytes).map_err(status)
 }
 
 /// Batches as a `DoGet` stream; the schema goes first even with no batches.
@@ -169,6 +191,8 @@ pub struct FlightSqlServer {
     engine: Engine,
     token: Arc<str>,
     results: Results,
+    /// Bearer tokens that catalog users' handshakes got.
+    sessions: Sessions,
 }
 
 impl FlightSqlServer {
@@ -177,6 +201,7 @@ impl FlightSqlServer {
             engine,
             token: Arc::from(token),
             results: Results::default(),
+            sessions: Sessions::default(),
         }
     }
 
@@ -246,30 +271,54 @@ impl FlightSqlServer {
         }
     }
 
-    /// The catalog's tables, then the system tables.
-    async fn tables(&self, user: &str) -> Result<Vec<(String, &'static str)>, Status> {
-        let out = self
-            .engine
-            .execute(user, r#"SELECT "table" FROM svv_table_info"#)
-            .await
-            .map_err(status)?;
-        let mut tables = Vec::new();
+    /// The first column of a statement's rows, as text.
+    async fn names(&self, user: &str, sql: &str) -> Result<Vec<String>, Status> {
+        let out = self.engine.execute(user, sql).await.map_err(status)?;
+        let mut names = Vec::new();
         if let Outcome::Rows { batches, .. } = out {
             for b in &batches {
                 let Some(col) = b.columns().first() else {
                     continue;
                 };
                 let col = arrow::compute::cast(col, &DataType::Utf8).map_err(arrow_status)?;
-                let Some(names) = col.as_string_opt::<i32>() else {
+                let Some(col) = col.as_string_opt::<i32>() else {
                     continue;
                 };
-                tables.extend(names.iter().flatten().map(|n| (n.to_string(), "TABLE")));
+                names.extend(col.iter().flatten().map(str::to_string));
             }
         }
+        Ok(names)
+    }
+
+    /// The catalog's tables and views, then the system tables, as
+    /// (schema, name, catalog name, kind).
+    async fn tables(
+        &self,
+        user: &str,
+    ) -> Result<Vec<(String, String, String, &'static str)>, Status> {
+        let split = |full: String, kind| match full.split_once('.') {
+            Some((s, n)) => (s.to_string(), n.to_string(), full.clone(), kind),
+            None => (SCHEMA.to_string(), full.clone(), full, kind),
+        };
+        let mut tables: Vec<_> = self
+            .names(user, r#"SELECT "table" FROM svv_table_info"#)
+            .await?
+            .into_iter()
+            .map(|n| split(n, "TABLE"))
+            .collect();
+        tables.extend(
+            self.names(
+                user,
+                "SELECT CASE WHEN schemaname = 'public' THEN viewname ELSE schemaname || '.' || viewname END FROM pg_views",
+            )
+            .await?
+            .into_iter()
+            .map(|n| split(n, "VIEW")),
+        );
         tables.extend(
             system::NAMES
                 .iter()
-                .map(|n| (n.to_string(), "SYSTEM TABLE")),
+                .map(|n| split(n.to_string(), "SYSTEM TABLE")),
         );
         Ok(tables)
     }
@@ -288,16 +337,12 @@ impl FlightSqlServer {
     }
 }
 
-fn prepared_sql(handle: &[u8]) -> Result<&str, Status> {
-    std::str::from_utf8(handle)
-        .map_err(|_| Status::invalid_argument("prepared statement handle is not UTF-8 SQL"))
-}
-
 #[tonic::async_trait]
 impl FlightSqlService for FlightSqlServer {
     type FlightService = FlightSqlServer;
 
-    /// The interceptor has checked the credentials; answer the bearer token.
+    /// [`Authenticated`] has checked the credentials; answer the bearer
+    /// token: the cluster token for the admin, else a token for the user.
     async fn do_handshake(
         &self,
         _request: Request<Streaming<HandshakeRequest>>,
@@ -305,11 +350,16 @@ impl FlightSqlService for FlightSqlServer {
         Response<Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>>,
         Status,
     > {
-        let bearer = MetadataValue::<Ascii>::try_from(format!("Bearer {}", self.token))
-            .map_err(|_| Status::internal("the cluster token is not a valid header value"))?;
+        let token = match crate::users::current() {
+            Some(p) if !p.admin => self.sessions.issue(&p.user),
+            Some(_) => self.token.to_string(),
+            None => return Err(Status::unauthenticated("no credentials")),
+        };
+        let bearer = MetadataValue::<Ascii>::try_from(format!("Bearer {token}"))
+            .map_err(|_| Status::internal("the bearer token is not a valid header value"))?;
         let out = HandshakeResponse {
             protocol_version: 0,
-            payload: bytes::Bytes::from(self.token.to_string()),
+            payload: bytes::Bytes::from(token),
         };
         let stream: Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>> =
             Box::pin(futures::stream::iter(vec![Ok(out)]));
@@ -334,8 +384,10 @@ impl FlightSqlService for FlightSqlServer {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let user = user_of(&request);
-        let sql = prepared_sql(&cmd.prepared_statement_handle)?;
-        self.execute_info(&user, sql, request.into_inner()).await
+        let sql = handle(&cmd.prepared_statement_handle)?
+            .query()
+            .map_err(status)?;
+        self.execute_info(&user, &sql, request.into_inner()).await
     }
 
     async fn get_flight_info_catalogs(
@@ -404,8 +456,10 @@ impl FlightSqlService for FlightSqlServer {
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let user = user_of(&request);
-        let sql = prepared_sql(&query.prepared_statement_handle)?;
-        match self.engine.execute(&user, sql).await.map_err(status)? {
+        let sql = handle(&query.prepared_statement_handle)?
+            .query()
+            .map_err(status)?;
+        match self.engine.execute(&user, &sql).await.map_err(status)? {
             Outcome::Rows { schema, batches } => {
                 let schema = batches.first().map(|b| b.schema()).unwrap_or(schema);
                 Ok(batch_stream(schema, batches))
@@ -428,10 +482,16 @@ impl FlightSqlService for FlightSqlServer {
     async fn do_get_schemas(
         &self,
         query: CommandGetDbSchemas,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let user = user_of(&request);
+        let schemas = self
+            .names(&user, "SELECT nspname FROM pg_namespace")
+            .await?;
         let mut builder = query.into_builder();
-        builder.append(CATALOG, SCHEMA);
+        for s in &schemas {
+            builder.append(CATALOG, s);
+        }
         let schema = builder.schema();
         metadata_stream(schema, builder.build())
     }
@@ -444,13 +504,13 @@ impl FlightSqlService for FlightSqlServer {
         let user = user_of(&request);
         // Schemas cost a statement each: look up only those of tables the
         // filters keep (the builder applies the filters to the rows).
-        let wanted = |name: &str, kind: &str| {
+        let wanted = |db_schema: &str, name: &str, kind: &str| {
             query.include_schema
                 && query.catalog.as_deref().is_none_or(|c| c == CATALOG)
                 && query
                     .db_schema_filter_pattern
                     .as_deref()
-                    .is_none_or(|p| like(p, SCHEMA))
+                    .is_none_or(|p| like(p, db_schema))
                 && query
                     .table_name_filter_pattern
                     .as_deref()
@@ -459,16 +519,16 @@ impl FlightSqlService for FlightSqlServer {
         };
         let mut builder = query.clone().into_builder();
         let empty = Schema::empty();
-        for (name, kind) in self.tables(&user).await? {
-            let schema = if wanted(&name, kind) {
-                Some(self.table_schema(&user, &name).await)
+        for (db_schema, name, full, kind) in self.tables(&user).await? {
+            let schema = if wanted(&db_schema, &name, kind) {
+                Some(self.table_schema(&user, &full).await)
             } else {
                 None
             };
             builder
                 .append(
                     CATALOG,
-                    SCHEMA,
+                    &db_schema,
                     &name,
                     kind,
                     schema.as_deref().unwrap_or(&empty),
@@ -487,6 +547,7 @@ impl FlightSqlService for FlightSqlServer {
         let mut builder = query.into_builder();
         builder.append("SYSTEM TABLE");
         builder.append("TABLE");
+        builder.append("VIEW");
         let schema = builder.schema();
         metadata_stream(schema, builder.build())
     }
@@ -511,13 +572,19 @@ impl FlightSqlService for FlightSqlServer {
         self.execute_update(&user, &cmd.query).await
     }
 
-    /// Binding parameters to a prepared query.
+    /// Binding parameters: the answer is a new handle carrying them.
     async fn do_put_prepared_statement_query(
         &self,
-        _query: CommandPreparedStatementQuery,
-        _request: Request<PeekableFlightDataStream>,
+        query: CommandPreparedStatementQuery,
+        request: Request<PeekableFlightDataStream>,
     ) -> Result<DoPutPreparedStatementResult, Status> {
-        Err(no_parameters())
+        let batches = parameter_batches(request).await?;
+        let bound = handle(&query.prepared_statement_handle)?
+            .bind(&batches)
+            .map_err(status)?;
+        Ok(DoPutPreparedStatementResult {
+            prepared_statement_handle: Some(bound.to_bytes().map_err(status)?),
+        })
     }
 
     async fn do_put_prepared_statement_update(
@@ -526,15 +593,18 @@ impl FlightSqlService for FlightSqlServer {
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
         let user = user_of(&request);
-        // Parameters come as record batches after the descriptor.
-        let mut data = std::pin::pin!(request.into_inner());
-        while let Some(msg) = data.next().await {
-            if !msg?.data_body.is_empty() {
-                return Err(no_parameters());
-            }
+        // Parameter rows may come with the update itself, or were bound before.
+        let batches = parameter_batches(request).await?;
+        let mut h = handle(&cmd.prepared_statement_handle)?;
+        if batches.iter().any(|b| b.num_rows() > 0) {
+            h = h.bind(&batches).map_err(status)?;
         }
-        let sql = prepared_sql(&cmd.prepared_statement_handle)?;
-        self.execute_update(&user, sql).await
+        // One run per parameter row (executemany); the counts add up.
+        let mut total = 0;
+        for sql in h.statements().map_err(status)? {
+            total += self.execute_update(&user, &sql).await?;
+        }
+        Ok(total)
     }
 
     async fn do_action_create_prepared_statement(
@@ -543,7 +613,10 @@ impl FlightSqlService for FlightSqlServer {
         request: Request<Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
         let user = user_of(&request);
-        let dataset_schema = match self.prepared_schema(&user, &query.query).await {
+        let dataset_schema = match self
+            .prepared_schema(&user, &params::numbered(&query.query))
+            .await
+        {
             Some(schema) => {
                 let msg: IpcMessage = SchemaAsIpc::new(&schema, &IpcWriteOptions::default())
                     .try_into()
@@ -578,14 +651,16 @@ pub async fn serve(
     token: String,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let svc = FlightServiceServer::new(FlightSqlServer::new(engine, &token))
+    let server = FlightSqlServer::new(engine.clone(), &token);
+    let auth = Auth {
+        users: crate::users::Authenticator::new(engine, &token),
+        sessions: server.sessions.clone(),
+    };
+    let svc = FlightServiceServer::new(server)
         .max_decoding_message_size(basin_common::MAX_MESSAGE_BYTES)
         .max_encoding_message_size(basin_common::MAX_MESSAGE_BYTES);
-    let auth = Auth {
-        token: Arc::from(token.as_str()),
-    };
     let served = tonic::transport::Server::builder()
-        .add_service(InterceptedService::new(svc, auth))
+        .add_service(Authenticated { inner: svc, auth })
         .serve_with_incoming_shutdown(basin_common::incoming_nodelay(listener), async move {
             let _ = stop.wait_for(|s| *s).await;
         })

@@ -247,6 +247,54 @@ impl Master for MasterService {
             warehouse::delete_snapshot(&self.nn, r.into_inner()).await,
         )
     }
+    async fn rename_table(&self, r: Request<pb::RenameTableRequest>) -> R<pb::Empty> {
+        count(
+            "rename_table",
+            warehouse::rename_table(&self.nn, r.into_inner()).await,
+        )
+    }
+    async fn create_view(&self, r: Request<pb::CreateViewRequest>) -> R<pb::Empty> {
+        count(
+            "create_view",
+            warehouse::create_view(&self.nn, r.into_inner()).await,
+        )
+    }
+    async fn drop_view(&self, r: Request<pb::DropViewRequest>) -> R<pb::Empty> {
+        count(
+            "drop_view",
+            warehouse::drop_view(&self.nn, r.into_inner()).await,
+        )
+    }
+    async fn create_schema(&self, r: Request<pb::CreateSchemaRequest>) -> R<pb::Empty> {
+        count(
+            "create_schema",
+            warehouse::create_schema(&self.nn, r.into_inner()).await,
+        )
+    }
+    async fn drop_schema(&self, r: Request<pb::DropSchemaRequest>) -> R<pb::Empty> {
+        count(
+            "drop_schema",
+            warehouse::drop_schema(&self.nn, r.into_inner()).await,
+        )
+    }
+    async fn create_user(&self, r: Request<pb::CreateUserRequest>) -> R<pb::Empty> {
+        count(
+            "create_user",
+            warehouse::create_user(&self.nn, r.into_inner()).await,
+        )
+    }
+    async fn alter_user(&self, r: Request<pb::AlterUserRequest>) -> R<pb::Empty> {
+        count(
+            "alter_user",
+            warehouse::alter_user(&self.nn, r.into_inner()).await,
+        )
+    }
+    async fn drop_user(&self, r: Request<pb::DropUserRequest>) -> R<pb::Empty> {
+        count(
+            "drop_user",
+            warehouse::drop_user(&self.nn, r.into_inner()).await,
+        )
+    }
     async fn report_bad_block(&self, r: Request<pb::BadBlockRequest>) -> R<pb::Empty> {
         count(
             "bad_block",

@@ -3,7 +3,9 @@
 use basin_proto as pb;
 use tonic::Status;
 
-use super::state::{Column, External, LoadError, Segment, Snapshot, Table, WarehouseCommand};
+use super::state::{
+    Column, External, LoadError, SchemaDef, Segment, Snapshot, Table, User, View, WarehouseCommand,
+};
 use crate::namenode::Namenode;
 use crate::namenode::state::{Command, CommandResult};
 
@@ -13,6 +15,7 @@ fn segment_from(s: pb::WhSegment) -> Segment {
         slice: s.slice,
         rows: s.rows,
         bytes: s.bytes,
+        dist_slices: s.dist_slices,
     }
 }
 
@@ -71,6 +74,7 @@ pub fn catalog(nn: &Namenode) -> Result<pb::WhCatalog, Status> {
                             slice: g.slice,
                             rows: g.rows,
                             bytes: g.bytes,
+                            dist_slices: g.dist_slices,
                         })
                         .collect(),
                     created_ms: t.created_ms,
@@ -94,6 +98,11 @@ pub fn catalog(nn: &Namenode) -> Result<pb::WhCatalog, Status> {
                         .as_ref()
                         .map(|e| e.skip_header)
                         .unwrap_or_default(),
+                    storage_name: if t.storage_name.is_empty() {
+                        t.name.clone()
+                    } else {
+                        t.storage_name.clone()
+                    },
                 })
                 .collect(),
             computes: w
@@ -121,6 +130,34 @@ pub fn catalog(nn: &Namenode) -> Result<pb::WhCatalog, Status> {
                 })
                 .collect(),
             snapshots: w.snapshots.values().map(snapshot_to).collect(),
+            views: w
+                .views
+                .values()
+                .map(|v| pb::WhView {
+                    name: v.name.clone(),
+                    sql: v.sql.clone(),
+                    created_ms: v.created_ms,
+                })
+                .collect(),
+            schemas: w
+                .schemas
+                .values()
+                .map(|s| pb::WhSchema {
+                    name: s.name.clone(),
+                    created_ms: s.created_ms,
+                })
+                .collect(),
+            users: w
+                .users
+                .values()
+                .map(|u| pb::WhUser {
+                    name: u.name.clone(),
+                    createuser: u.createuser,
+                    created_ms: u.created_ms,
+                    salt: u.salt.clone(),
+                    password_hash: u.password_hash.clone(),
+                })
+                .collect(),
         }
     }))
 }
@@ -154,6 +191,8 @@ pub async fn create_table(nn: &Namenode, r: pb::CreateTableRequest) -> Result<pb
             delimiter: t.delimiter,
             skip_header: t.skip_header,
         }),
+        // The master names the files (see `WarehouseCommand::CreateTable`).
+        storage_name: String::new(),
     };
     nn.write(Command::Warehouse(WarehouseCommand::CreateTable {
         table,
@@ -268,4 +307,153 @@ pub async fn delete_snapshot(
     }))
     .await?;
     Ok(pb::Empty {})
+}
+
+fn need(ok: bool, what: &str) -> Result<(), Status> {
+    if ok {
+        Ok(())
+    } else {
+        Err(Status::invalid_argument(what.to_string()))
+    }
+}
+
+async fn write(nn: &Namenode, cmd: WarehouseCommand) -> Result<pb::Empty, Status> {
+    nn.write(Command::Warehouse(cmd)).await?;
+    Ok(pb::Empty {})
+}
+
+pub async fn rename_table(nn: &Namenode, r: pb::RenameTableRequest) -> Result<pb::Empty, Status> {
+    need(
+        !r.name.is_empty() && !r.new_name.is_empty(),
+        "a rename needs the table and its new name",
+    )?;
+    write(
+        nn,
+        WarehouseCommand::RenameTable {
+            name: r.name,
+            new_name: r.new_name,
+        },
+    )
+    .await
+}
+
+pub async fn create_view(nn: &Namenode, r: pb::CreateViewRequest) -> Result<pb::Empty, Status> {
+    let v = r
+        .view
+        .ok_or_else(|| Status::invalid_argument("missing view"))?;
+    need(
+        !v.name.is_empty() && !v.sql.trim().is_empty(),
+        "a view needs a name and a query",
+    )?;
+    let view = View {
+        name: v.name,
+        sql: v.sql,
+        created_ms: basin_common::now_ms(),
+    };
+    write(
+        nn,
+        WarehouseCommand::CreateView {
+            view,
+            or_replace: r.or_replace,
+        },
+    )
+    .await
+}
+
+pub async fn drop_view(nn: &Namenode, r: pb::DropViewRequest) -> Result<pb::Empty, Status> {
+    write(
+        nn,
+        WarehouseCommand::DropView {
+            name: r.name,
+            if_exists: r.if_exists,
+        },
+    )
+    .await
+}
+
+pub async fn create_schema(nn: &Namenode, r: pb::CreateSchemaRequest) -> Result<pb::Empty, Status> {
+    need(
+        !r.name.is_empty() && !r.name.contains('.'),
+        "a schema name is one non-empty identifier",
+    )?;
+    let schema = SchemaDef {
+        name: r.name,
+        created_ms: basin_common::now_ms(),
+    };
+    write(
+        nn,
+        WarehouseCommand::CreateSchema {
+            schema,
+            if_not_exists: r.if_not_exists,
+        },
+    )
+    .await
+}
+
+pub async fn drop_schema(nn: &Namenode, r: pb::DropSchemaRequest) -> Result<pb::Empty, Status> {
+    write(
+        nn,
+        WarehouseCommand::DropSchema {
+            name: r.name,
+            if_exists: r.if_exists,
+            cascade: r.cascade,
+        },
+    )
+    .await
+}
+
+fn is_hex(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_hexdigit())
+}
+
+pub async fn create_user(nn: &Namenode, r: pb::CreateUserRequest) -> Result<pb::Empty, Status> {
+    let u = r
+        .user
+        .ok_or_else(|| Status::invalid_argument("missing user"))?;
+    need(!u.name.is_empty(), "a user needs a name")?;
+    need(
+        is_hex(&u.salt) && is_hex(&u.password_hash),
+        "a user needs a salted password hash (hex)",
+    )?;
+    let user = User {
+        name: u.name,
+        createuser: u.createuser,
+        created_ms: basin_common::now_ms(),
+        salt: u.salt,
+        password_hash: u.password_hash,
+    };
+    write(nn, WarehouseCommand::CreateUser { user }).await
+}
+
+pub async fn alter_user(nn: &Namenode, r: pb::AlterUserRequest) -> Result<pb::Empty, Status> {
+    let password = match (r.salt.is_empty(), r.password_hash.is_empty()) {
+        (true, true) => None,
+        _ => {
+            need(
+                is_hex(&r.salt) && is_hex(&r.password_hash),
+                "a new password comes as a salt and a hash (hex)",
+            )?;
+            Some((r.salt, r.password_hash))
+        }
+    };
+    write(
+        nn,
+        WarehouseCommand::AlterUser {
+            name: r.name,
+            password,
+            createuser: r.createuser,
+        },
+    )
+    .await
+}
+
+pub async fn drop_user(nn: &Namenode, r: pb::DropUserRequest) -> Result<pb::Empty, Status> {
+    write(
+        nn,
+        WarehouseCommand::DropUser {
+            name: r.name,
+            if_exists: r.if_exists,
+        },
+    )
+    .await
 }

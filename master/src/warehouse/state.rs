@@ -18,6 +18,48 @@ pub struct WarehouseState {
     /// Snapshot records by name (svv_snapshots).
     #[serde(default)]
     pub snapshots: BTreeMap<String, Snapshot>,
+    /// Views by name; a view's name is never a table's.
+    #[serde(default)]
+    pub views: BTreeMap<String, View>,
+    /// Schemas other than the implicit `public`, by name.
+    #[serde(default)]
+    pub schemas: BTreeMap<String, SchemaDef>,
+    /// Database users by name.
+    #[serde(default)]
+    pub users: BTreeMap<String, User>,
+}
+
+/// A stored query. Table and view names are lowercase; `s.x` names `x` in
+/// schema `s`, and `public.x` is stored as `x`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct View {
+    pub name: String,
+    pub sql: String,
+    pub created_ms: i64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SchemaDef {
+    pub name: String,
+    pub created_ms: i64,
+}
+
+/// A database user: only a salted SHA-256 of the password is kept.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct User {
+    pub name: String,
+    /// May create, alter and drop users.
+    pub createuser: bool,
+    pub created_ms: i64,
+    /// Hex.
+    pub salt: String,
+    /// Hex SHA-256 of salt and password.
+    pub password_hash: String,
+}
+
+/// The schema part of a table or view name (`None` for `public`).
+pub fn schema_of(name: &str) -> Option<&str> {
+    name.split_once('.').map(|(s, _)| s)
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -80,6 +122,9 @@ pub struct Segment {
     pub slice: u32,
     pub rows: u64,
     pub bytes: u64,
+    /// KEY tables: the slice count the rows were hash-routed over (0: unknown).
+    #[serde(default)]
+    pub dist_slices: u32,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -93,6 +138,10 @@ pub struct Table {
     pub created_ms: i64,
     #[serde(default)]
     pub external: Option<External>,
+    /// The directory its segments live under on the compute nodes: the name
+    /// it was created with, kept across renames (empty in older catalogs: the name).
+    #[serde(default)]
+    pub storage_name: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -124,6 +173,40 @@ pub enum WarehouseCommand {
     DeleteSnapshot {
         name: String,
     },
+    RenameTable {
+        name: String,
+        new_name: String,
+    },
+    CreateView {
+        view: View,
+        or_replace: bool,
+    },
+    DropView {
+        name: String,
+        if_exists: bool,
+    },
+    CreateSchema {
+        schema: SchemaDef,
+        if_not_exists: bool,
+    },
+    DropSchema {
+        name: String,
+        if_exists: bool,
+        cascade: bool,
+    },
+    CreateUser {
+        user: User,
+    },
+    AlterUser {
+        name: String,
+        /// (salt, hash) of a new password.
+        password: Option<(String, String)>,
+        createuser: Option<bool>,
+    },
+    DropUser {
+        name: String,
+        if_exists: bool,
+    },
 }
 
 fn err<T>(kind: FsErrorKind, message: impl Into<String>) -> Result<T, FsError> {
@@ -131,6 +214,50 @@ fn err<T>(kind: FsErrorKind, message: impl Into<String>) -> Result<T, FsError> {
         kind,
         message: message.into(),
     })
+}
+
+/// The schema every unqualified name is in; never stored as a schema.
+pub const PUBLIC: &str = "public";
+
+impl WarehouseState {
+    /// A new table or view name: not taken by a table or a view, and in a schema that exists.
+    fn check_new_relation(&self, name: &str) -> Result<(), FsError> {
+        if self.tables.contains_key(name) || self.views.contains_key(name) {
+            return err(
+                FsErrorKind::AlreadyExists,
+                format!("relation \"{name}\" already exists"),
+            );
+        }
+        if let Some(schema) = schema_of(name)
+            && !self.schemas.contains_key(schema)
+        {
+            return err(
+                FsErrorKind::NotFound,
+                format!("schema \"{schema}\" does not exist"),
+            );
+        }
+        Ok(())
+    }
+
+    /// `name`, or `name-N` when a renamed table's files already use `name`.
+    fn free_storage_name(&self, name: &str) -> String {
+        let taken = |s: &str| {
+            self.tables.values().any(|t| {
+                if t.storage_name.is_empty() {
+                    t.name == s
+                } else {
+                    t.storage_name == s
+                }
+            })
+        };
+        if !taken(name) {
+            return name.to_string();
+        }
+        (2u64..)
+            .map(|n| format!("{name}-{n}"))
+            .find(|s| !taken(s))
+            .unwrap_or_else(|| name.to_string())
+    }
 }
 
 impl FsState {
@@ -159,7 +286,7 @@ impl FsState {
                 table,
                 if_not_exists,
             } => {
-                if w.tables.contains_key(&table.name) {
+                if w.tables.contains_key(&table.name) || w.views.contains_key(&table.name) {
                     if *if_not_exists {
                         return Ok(CommandResult::Ok);
                     }
@@ -168,14 +295,181 @@ impl FsState {
                         format!("relation \"{}\" already exists", table.name),
                     );
                 }
-                w.tables.insert(table.name.clone(), table.clone());
+                w.check_new_relation(&table.name)?;
+                let mut table = table.clone();
+                if table.storage_name.is_empty() {
+                    table.storage_name = w.free_storage_name(&table.name);
+                }
+                w.tables.insert(table.name.clone(), table);
                 Ok(CommandResult::Ok)
             }
             WarehouseCommand::DropTable { name, if_exists } => {
                 if w.tables.remove(name).is_none() && !*if_exists {
+                    if w.views.contains_key(name) {
+                        return err(
+                            FsErrorKind::InvalidArgument,
+                            format!("\"{name}\" is a view: use DROP VIEW"),
+                        );
+                    }
                     return err(
                         FsErrorKind::NotFound,
                         format!("relation \"{name}\" does not exist"),
+                    );
+                }
+                Ok(CommandResult::Ok)
+            }
+            WarehouseCommand::RenameTable { name, new_name } => {
+                if !w.tables.contains_key(name) {
+                    return err(
+                        FsErrorKind::NotFound,
+                        format!("relation \"{name}\" does not exist"),
+                    );
+                }
+                if w.tables.contains_key(new_name) {
+                    return err(
+                        FsErrorKind::AlreadyExists,
+                        format!("relation \"{new_name}\" already exists"),
+                    );
+                }
+                w.check_new_relation(new_name)?;
+                let Some(mut t) = w.tables.remove(name) else {
+                    return err(
+                        FsErrorKind::NotFound,
+                        format!("relation \"{name}\" does not exist"),
+                    );
+                };
+                if t.storage_name.is_empty() {
+                    // Its files are under the old name.
+                    t.storage_name = t.name.clone();
+                }
+                t.name = new_name.clone();
+                w.tables.insert(new_name.clone(), t);
+                Ok(CommandResult::Ok)
+            }
+            WarehouseCommand::CreateView { view, or_replace } => {
+                if w.tables.contains_key(&view.name) {
+                    return err(
+                        FsErrorKind::AlreadyExists,
+                        format!("relation \"{}\" already exists (a table)", view.name),
+                    );
+                }
+                if !w.views.contains_key(&view.name) {
+                    w.check_new_relation(&view.name)?;
+                } else if !*or_replace {
+                    return err(
+                        FsErrorKind::AlreadyExists,
+                        format!("relation \"{}\" already exists", view.name),
+                    );
+                }
+                let mut view = view.clone();
+                if let Some(old) = w.views.get(&view.name) {
+                    view.created_ms = old.created_ms;
+                }
+                w.views.insert(view.name.clone(), view);
+                Ok(CommandResult::Ok)
+            }
+            WarehouseCommand::DropView { name, if_exists } => {
+                if w.views.remove(name).is_none() && !*if_exists {
+                    if w.tables.contains_key(name) {
+                        return err(
+                            FsErrorKind::InvalidArgument,
+                            format!("\"{name}\" is not a view: use DROP TABLE"),
+                        );
+                    }
+                    return err(
+                        FsErrorKind::NotFound,
+                        format!("view \"{name}\" does not exist"),
+                    );
+                }
+                Ok(CommandResult::Ok)
+            }
+            WarehouseCommand::CreateSchema {
+                schema,
+                if_not_exists,
+            } => {
+                if schema.name == PUBLIC || w.schemas.contains_key(&schema.name) {
+                    if *if_not_exists {
+                        return Ok(CommandResult::Ok);
+                    }
+                    return err(
+                        FsErrorKind::AlreadyExists,
+                        format!("schema \"{}\" already exists", schema.name),
+                    );
+                }
+                w.schemas.insert(schema.name.clone(), schema.clone());
+                Ok(CommandResult::Ok)
+            }
+            WarehouseCommand::DropSchema {
+                name,
+                if_exists,
+                cascade,
+            } => {
+                if name == PUBLIC {
+                    return err(
+                        FsErrorKind::InvalidArgument,
+                        "schema \"public\" cannot be dropped",
+                    );
+                }
+                if !w.schemas.contains_key(name) {
+                    if *if_exists {
+                        return Ok(CommandResult::Ok);
+                    }
+                    return err(
+                        FsErrorKind::NotFound,
+                        format!("schema \"{name}\" does not exist"),
+                    );
+                }
+                let inside = |n: &String| schema_of(n) == Some(name.as_str());
+                let members = w.tables.keys().filter(|n| inside(n)).count()
+                    + w.views.keys().filter(|n| inside(n)).count();
+                if members > 0 && !*cascade {
+                    return err(
+                        FsErrorKind::DirectoryNotEmpty,
+                        format!(
+                            "cannot drop schema \"{name}\": it holds {members} tables and views (use CASCADE)"
+                        ),
+                    );
+                }
+                w.tables.retain(|n, _| !inside(n));
+                w.views.retain(|n, _| !inside(n));
+                w.schemas.remove(name);
+                Ok(CommandResult::Ok)
+            }
+            WarehouseCommand::CreateUser { user } => {
+                if w.users.contains_key(&user.name) {
+                    return err(
+                        FsErrorKind::AlreadyExists,
+                        format!("role \"{}\" already exists", user.name),
+                    );
+                }
+                w.users.insert(user.name.clone(), user.clone());
+                Ok(CommandResult::Ok)
+            }
+            WarehouseCommand::AlterUser {
+                name,
+                password,
+                createuser,
+            } => {
+                let Some(u) = w.users.get_mut(name) else {
+                    return err(
+                        FsErrorKind::NotFound,
+                        format!("role \"{name}\" does not exist"),
+                    );
+                };
+                if let Some((salt, hash)) = password {
+                    u.salt = salt.clone();
+                    u.password_hash = hash.clone();
+                }
+                if let Some(c) = createuser {
+                    u.createuser = *c;
+                }
+                Ok(CommandResult::Ok)
+            }
+            WarehouseCommand::DropUser { name, if_exists } => {
+                if w.users.remove(name).is_none() && !*if_exists {
+                    return err(
+                        FsErrorKind::NotFound,
+                        format!("role \"{name}\" does not exist"),
                     );
                 }
                 Ok(CommandResult::Ok)
@@ -224,5 +518,199 @@ impl FsState {
                 Ok(CommandResult::Ok)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(name: &str) -> Table {
+        Table {
+            name: name.into(),
+            columns: vec![Column {
+                name: "a".into(),
+                data_type: "Int32".into(),
+                nullable: true,
+            }],
+            diststyle: "EVEN".into(),
+            distkey: None,
+            sortkey: vec![],
+            segments: vec![],
+            created_ms: 1,
+            external: None,
+            storage_name: String::new(),
+        }
+    }
+
+    fn apply(s: &mut FsState, cmd: WarehouseCommand) -> Result<CommandResult, FsError> {
+        s.apply_warehouse(&cmd)
+    }
+
+    fn kind(r: Result<CommandResult, FsError>) -> FsErrorKind {
+        r.expect_err("refused").kind
+    }
+
+    #[test]
+    fn renamed_tables_keep_their_storage_name() {
+        let mut s = FsState::default();
+        let create = |n: &str| WarehouseCommand::CreateTable {
+            table: table(n),
+            if_not_exists: false,
+        };
+        apply(&mut s, create("t")).expect("create");
+        assert_eq!(s.warehouse.tables["t"].storage_name, "t");
+        let rename = |a: &str, b: &str| WarehouseCommand::RenameTable {
+            name: a.into(),
+            new_name: b.into(),
+        };
+        apply(&mut s, rename("t", "u")).expect("rename");
+        assert!(!s.warehouse.tables.contains_key("t"));
+        assert_eq!(s.warehouse.tables["u"].name, "u");
+        assert_eq!(s.warehouse.tables["u"].storage_name, "t");
+        // A new "t" does not share the renamed table's files.
+        apply(&mut s, create("t")).expect("create again");
+        assert_eq!(s.warehouse.tables["t"].storage_name, "t-2");
+        assert_eq!(
+            kind(apply(&mut s, rename("t", "u"))),
+            FsErrorKind::AlreadyExists
+        );
+        assert_eq!(
+            kind(apply(&mut s, rename("nope", "x"))),
+            FsErrorKind::NotFound
+        );
+        // A table from an older catalog (no storage name) keeps its files' name.
+        s.warehouse.tables.insert("old".into(), table("old"));
+        apply(&mut s, rename("old", "new")).expect("rename old");
+        assert_eq!(s.warehouse.tables["new"].storage_name, "old");
+    }
+
+    #[test]
+    fn views_schemas_and_users() {
+        let mut s = FsState::default();
+        let view = |n: &str| View {
+            name: n.into(),
+            sql: "SELECT 1".into(),
+            created_ms: 1,
+        };
+        apply(
+            &mut s,
+            WarehouseCommand::CreateTable {
+                table: table("t"),
+                if_not_exists: false,
+            },
+        )
+        .expect("table");
+        let create_view = |n: &str, or_replace| WarehouseCommand::CreateView {
+            view: view(n),
+            or_replace,
+        };
+        assert_eq!(
+            kind(apply(&mut s, create_view("t", true))),
+            FsErrorKind::AlreadyExists
+        );
+        apply(&mut s, create_view("v", false)).expect("view");
+        assert_eq!(
+            kind(apply(&mut s, create_view("v", false))),
+            FsErrorKind::AlreadyExists
+        );
+        apply(&mut s, create_view("v", true)).expect("or replace");
+        // Tables in a schema need the schema.
+        assert_eq!(
+            kind(apply(
+                &mut s,
+                WarehouseCommand::CreateTable {
+                    table: table("s.t"),
+                    if_not_exists: false,
+                }
+            )),
+            FsErrorKind::NotFound
+        );
+        apply(
+            &mut s,
+            WarehouseCommand::CreateSchema {
+                schema: SchemaDef {
+                    name: "s".into(),
+                    created_ms: 1,
+                },
+                if_not_exists: false,
+            },
+        )
+        .expect("schema");
+        apply(
+            &mut s,
+            WarehouseCommand::CreateTable {
+                table: table("s.t"),
+                if_not_exists: false,
+            },
+        )
+        .expect("table in schema");
+        apply(&mut s, create_view("s.v", false)).expect("view in schema");
+        let drop_schema = |cascade| WarehouseCommand::DropSchema {
+            name: "s".into(),
+            if_exists: false,
+            cascade,
+        };
+        assert_eq!(
+            kind(apply(&mut s, drop_schema(false))),
+            FsErrorKind::DirectoryNotEmpty
+        );
+        apply(&mut s, drop_schema(true)).expect("cascade");
+        assert!(!s.warehouse.tables.contains_key("s.t"));
+        assert!(!s.warehouse.views.contains_key("s.v"));
+        assert!(s.warehouse.tables.contains_key("t"));
+        assert!(s.warehouse.views.contains_key("v"));
+
+        let user = User {
+            name: "alice".into(),
+            createuser: false,
+            created_ms: 1,
+            salt: "00".into(),
+            password_hash: "11".into(),
+        };
+        apply(&mut s, WarehouseCommand::CreateUser { user: user.clone() }).expect("user");
+        assert_eq!(
+            kind(apply(&mut s, WarehouseCommand::CreateUser { user })),
+            FsErrorKind::AlreadyExists
+        );
+        apply(
+            &mut s,
+            WarehouseCommand::AlterUser {
+                name: "alice".into(),
+                password: Some(("22".into(), "33".into())),
+                createuser: Some(true),
+            },
+        )
+        .expect("alter");
+        let u = &s.warehouse.users["alice"];
+        assert!(u.createuser);
+        assert_eq!((u.salt.as_str(), u.password_hash.as_str()), ("22", "33"));
+        apply(
+            &mut s,
+            WarehouseCommand::DropUser {
+                name: "alice".into(),
+                if_exists: false,
+            },
+        )
+        .expect("drop");
+        assert_eq!(
+            kind(apply(
+                &mut s,
+                WarehouseCommand::DropUser {
+                    name: "alice".into(),
+                    if_exists: false,
+                }
+            )),
+            FsErrorKind::NotFound
+        );
+    }
+
+    #[test]
+    fn older_catalogs_still_load() {
+        let old = r#"{"tables":{"t":{"name":"t","columns":[],"diststyle":"EVEN","distkey":null,
+            "sortkey":[],"segments":[],"created_ms":1}},"computes":{},"next_compute":0}"#;
+        let w: WarehouseState = serde_json::from_str(old).expect("old catalog");
+        assert_eq!(w.tables["t"].storage_name, "");
+        assert!(w.views.is_empty() && w.schemas.is_empty() && w.users.is_empty());
     }
 }

@@ -38,7 +38,7 @@ pub struct UpArgs {
     #[arg(long, default_value_t = 0)]
     pub http_port: u16,
     /// Warehouse compute nodes (0: no warehouse).
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, alias = "compute", default_value_t = 2)]
     pub computes: usize,
     /// Slices on each compute node.
     #[arg(long, default_value_t = 2)]

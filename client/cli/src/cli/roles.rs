@@ -206,6 +206,10 @@ pub struct LeaderArgs {
     /// Memory one query may use (MiB) before sorts, joins and aggregations spill to disk.
     #[arg(long, default_value_t = 2048)]
     pub query_memory_mb: usize,
+    /// A join input with at most this many rows (by the catalog's counts) is
+    /// broadcast to every slice instead of redistributing both sides.
+    #[arg(long, default_value_t = basin_leader::engine::DEFAULT_BROADCAST_ROWS)]
+    pub broadcast_limit_rows: usize,
 }
 
 #[derive(clap::Args, Debug)]
@@ -223,6 +227,14 @@ pub struct ComputeArgs {
     /// How often to check for and copy missing segments of this node's slices and mirrors.
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     pub repair_interval: std::time::Duration,
+    /// Memory (MiB) the node's query tasks share; past it, sorts, joins and
+    /// aggregations spill to DATA_DIR/spill.
+    #[arg(long, default_value_t = 4096)]
+    pub memory_mb: usize,
+    /// Age at which segment files no table refers to (dropped tables, failed
+    /// loads) are deleted.
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    pub segment_gc_after: std::time::Duration,
     #[arg(long)]
     pub http_listen: Option<String>,
 }
@@ -244,8 +256,9 @@ pub async fn run_leader(g: &Global, a: LeaderArgs) -> anyhow::Result<()> {
     if a.snapshot_retention > basin_leader::snapshot::AutoSnapshots::MAX_RETENTION {
         bail!("--snapshot-retention is at most 35 days");
     }
-    let engine =
-        basin_leader::Engine::new(g.masters()?, &token).with_query_memory(a.query_memory_mb << 20);
+    let engine = basin_leader::Engine::new(g.masters()?, &token)
+        .with_query_memory(a.query_memory_mb << 20)
+        .with_broadcast_limit(a.broadcast_limit_rows);
     let (stop, rx) = tokio::sync::watch::channel(false);
     let auto = (!a.no_auto_snapshots).then(|| {
         basin_leader::snapshot::spawn_auto(
@@ -301,6 +314,8 @@ pub async fn run_compute(g: &Global, a: ComputeArgs) -> anyhow::Result<()> {
         masters: g.master.clone(),
         slices: a.slices,
         repair_interval: a.repair_interval,
+        memory: a.memory_mb.max(16) << 20,
+        gc_grace: a.segment_gc_after,
     };
     let node = basin_leader::compute::start(cfg, listener, &token, g.masters()?).await?;
     let id = node.node_id.clone();
