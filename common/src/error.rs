@@ -19,6 +19,8 @@ pub enum ErrorCode {
     NotLeader,
     SafeMode,
     DataLoss,
+    /// A write raced another and lost: try again.
+    Conflict,
     Internal,
 }
 
@@ -34,6 +36,7 @@ impl ErrorCode {
             ErrorCode::NotLeader => Code::FailedPrecondition,
             ErrorCode::SafeMode => Code::Unavailable,
             ErrorCode::DataLoss => Code::DataLoss,
+            ErrorCode::Conflict => Code::Aborted,
             ErrorCode::Internal => Code::Internal,
         }
     }

@@ -134,8 +134,10 @@ impl Engine {
                     nullable: f.is_nullable(),
                 })
                 .collect(),
+            // AUTO starts as ALL and turns EVEN once the table grows.
+            auto_dist: o.diststyle == "AUTO",
             diststyle: if o.diststyle == "AUTO" {
-                "EVEN".into()
+                "ALL".into()
             } else {
                 o.diststyle
             },
@@ -246,6 +248,7 @@ impl Engine {
             table: name.to_string(),
             segments: vec![],
             replace: true,
+            ..Default::default()
         };
         self.masters
             .call(|mut c| {

@@ -7,7 +7,7 @@ use arrow::datatypes::SchemaRef;
 use basin_proto as pb;
 
 use crate::catalog::{relation_name, sql_ref};
-use crate::engine::{Engine, Outcome, conform, ident, parse_options, re, table_schema};
+use crate::engine::{Commit, Engine, Outcome, conform, ident, parse_options, re, table_schema};
 use crate::error::{Result, WarehouseError};
 
 fn quote(c: &str) -> String {
@@ -66,7 +66,12 @@ impl Engine {
     ) -> Result<u64> {
         let (_, batches) = self.run_sql(select, cat).await?;
         let batches = conform(&batches, schema, None)?;
-        self.store_with(t, cat, batches, true).await
+        let commit = Commit {
+            replace: true,
+            if_unchanged: true,
+            diststyle: None,
+        };
+        self.store_with(t, cat, batches, commit).await
     }
 
     async fn count(&self, cat: &pb::WhCatalog, sql: &str) -> Result<u64> {
@@ -93,7 +98,11 @@ impl Engine {
             let n = self
                 .count(&cat, &format!("SELECT count(*) FROM {}", sql_ref(name)))
                 .await?;
-            self.store_with(&t, &cat, vec![], true).await?;
+            let commit = Commit {
+                replace: true,
+                ..Commit::default()
+            };
+            self.store_with(&t, &cat, vec![], commit).await?;
             return Ok(Outcome::Done(format!("DELETE {n}")));
         };
         let gone = self
@@ -235,10 +244,11 @@ impl Engine {
                 .collect(),
             // AUTO: ALL for small results, EVEN otherwise (as Redshift starts small tables).
             diststyle: match o.diststyle.as_str() {
-                "AUTO" if rows <= 1000 => "ALL".into(),
+                "AUTO" if rows as u64 <= self.auto_all_rows => "ALL".into(),
                 "AUTO" => "EVEN".into(),
                 other => other.to_string(),
             },
+            auto_dist: o.diststyle == "AUTO",
             distkey: o.distkey.unwrap_or_default(),
             sortkey: o.sortkey,
             ..Default::default()
@@ -248,6 +258,57 @@ impl Engine {
         let batches = conform(&batches, &schema, None)?;
         let n = self.store(&t, &cat, batches).await?;
         Ok(Some(Outcome::Done(format!("SELECT {n}"))))
+    }
+}
+
+impl Engine {
+    /// DISTSTYLE AUTO: a table still ALL that has grown past the limit is
+    /// rewritten EVEN, in one catalog step that also changes its style. A
+    /// concurrent write makes the step fail; the next write tries again.
+    pub(crate) async fn auto_grow(&self, name: &str) {
+        let grow = async {
+            let cat = self.catalog().await?;
+            let Some(t) = cat.tables.iter().find(|t| t.name == name) else {
+                return Ok(false);
+            };
+            if !t.auto_dist || t.diststyle != "ALL" {
+                return Ok(false);
+            }
+            // An ALL table holds one full copy on each node's first slice.
+            let first = crate::placement::SliceMap::new(&cat.computes)
+                .firsts
+                .first()
+                .copied();
+            let rows: u64 = t
+                .segments
+                .iter()
+                .filter(|s| Some(s.slice) == first)
+                .map(|s| s.rows)
+                .sum();
+            if rows <= self.auto_all_rows {
+                return Ok(false);
+            }
+            let schema = table_schema(t)?;
+            let (_, batches) = self
+                .run_sql(
+                    &format!("SELECT * FROM {}", crate::catalog::sql_ref(name)),
+                    &cat,
+                )
+                .await?;
+            let batches = conform(&batches, &schema, None)?;
+            let commit = Commit {
+                replace: true,
+                if_unchanged: true,
+                diststyle: Some("EVEN".into()),
+            };
+            self.store_with(t, &cat, batches, commit).await?;
+            Ok::<_, WarehouseError>(true)
+        };
+        match grow.await {
+            Ok(true) => tracing::info!(table = name, "DISTSTYLE AUTO table outgrew ALL: now EVEN"),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(table = name, "DISTSTYLE AUTO table stays ALL for now: {e}"),
+        }
     }
 }
 

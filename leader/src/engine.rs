@@ -38,6 +38,18 @@ use crate::segments;
 use crate::system::{self, QueryLog, QueryRecord};
 use crate::unload;
 
+/// How a write lands in the catalog.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Commit {
+    /// The new segments replace all of the table's (DELETE, UPDATE, VACUUM).
+    pub replace: bool,
+    /// Refused (40001) unless the table still has exactly the segments of
+    /// the catalog the rewrite read, so a concurrent write is never lost.
+    pub if_unchanged: bool,
+    /// The table's distribution style changes in the same step.
+    pub diststyle: Option<String>,
+}
+
 /// A query planned for running (or explaining).
 pub(crate) struct Planned {
     pub ctx: SessionContext,
@@ -70,12 +82,17 @@ pub struct Engine {
     query_memory: usize,
     /// Join inputs of at most this many rows are broadcast.
     broadcast_rows: usize,
+    /// A DISTSTYLE AUTO table is ALL up to this many rows, then EVEN.
+    pub(crate) auto_all_rows: u64,
     /// The catalog's users, for logins (see [`crate::users`]).
     pub(crate) users: crate::users::UserCache,
 }
 
 /// The default broadcast limit (DataFusion's: 128 Ki rows).
 pub const DEFAULT_BROADCAST_ROWS: usize = 128 * 1024;
+
+/// The default size up to which a DISTSTYLE AUTO table is ALL.
+pub const DEFAULT_AUTO_ALL_ROWS: u64 = 100_000;
 
 /// The default memory bound per query.
 pub const DEFAULT_QUERY_MEMORY: usize = 2 << 30;
@@ -124,8 +141,15 @@ impl Engine {
             log: QueryLog::default(),
             query_memory: DEFAULT_QUERY_MEMORY,
             broadcast_rows: DEFAULT_BROADCAST_ROWS,
+            auto_all_rows: DEFAULT_AUTO_ALL_ROWS,
             users: Default::default(),
         }
+    }
+
+    /// DISTSTYLE AUTO tables are ALL up to `rows` rows, then EVEN.
+    pub fn with_auto_all_limit(mut self, rows: u64) -> Self {
+        self.auto_all_rows = rows;
+        self
     }
 
     /// Join inputs of at most `rows` rows are broadcast to every slice.
@@ -462,25 +486,28 @@ impl Engine {
         Ok(Outcome::Done(format!("INSERT 0 {rows}")))
     }
 
-    /// Routes rows of a table to its slices, writes them and commits them in one step.
+    /// Routes rows of a table to its slices, writes them and commits them in
+    /// one step; a DISTSTYLE AUTO table that outgrew ALL then turns EVEN.
     pub(crate) async fn store(
         &self,
         t: &pb::WhTable,
         cat: &pb::WhCatalog,
         batches: Vec<RecordBatch>,
     ) -> Result<u64> {
-        self.store_with(t, cat, batches, false).await
+        let rows = self.store_with(t, cat, batches, Commit::default()).await?;
+        self.auto_grow(&t.name).await;
+        Ok(rows)
     }
 
-    /// As [`Self::store`]; with `replace`, the new segments replace all of the
-    /// table's segments in the same catalog step (DELETE, UPDATE, VACUUM).
+    /// As [`Self::store`], committed as `commit` says.
     pub(crate) async fn store_with(
         &self,
         t: &pb::WhTable,
         cat: &pb::WhCatalog,
         batches: Vec<RecordBatch>,
-        replace: bool,
+        commit: Commit,
     ) -> Result<u64> {
+        let replace = commit.replace;
         if !t.location.is_empty() {
             return Err(WarehouseError::Invalid(format!(
                 "\"{}\" is an external table: its files at {} are read in place, not written",
@@ -498,12 +525,23 @@ impl Engine {
                 "no compute node has registered".into(),
             ));
         }
-        let parts = segments::distribute(t, &map, &schema, &batches)?;
-        let segments = segments::write(t, &map, &self.token, parts).await?;
+        let mut target = t.clone();
+        if let Some(d) = &commit.diststyle {
+            target.diststyle = d.clone();
+        }
+        let parts = segments::distribute(&target, &map, &schema, &batches)?;
+        let segments = segments::write(&target, &map, &self.token, parts).await?;
         let req = pb::CommitSegmentsRequest {
             table: t.name.clone(),
             segments,
             replace,
+            if_unchanged: commit.if_unchanged,
+            expected: if commit.if_unchanged {
+                t.segments.iter().map(|s| s.id.clone()).collect()
+            } else {
+                vec![]
+            },
+            diststyle: commit.diststyle.unwrap_or_default(),
         };
         self.masters
             .call(|mut c| {

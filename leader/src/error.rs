@@ -99,6 +99,8 @@ fn sqlstate_of_status(st: &tonic::Status) -> &'static str {
         (tonic::Code::AlreadyExists, _) => "42P07",
         (tonic::Code::PermissionDenied, _) => "42501",
         (tonic::Code::InvalidArgument, _) => "22023",
+        // A conditional catalog step lost to a concurrent write.
+        (tonic::Code::Aborted, _) => "40001",
         (
             tonic::Code::Unavailable
             | tonic::Code::FailedPrecondition

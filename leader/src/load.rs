@@ -124,6 +124,7 @@ impl Engine {
                 table: t.name.clone(),
                 segments,
                 replace: false,
+                ..Default::default()
             };
             self.masters
                 .call(|mut c| {
@@ -135,6 +136,7 @@ impl Engine {
         if !bad.is_empty() {
             tracing::warn!(table = %t.name, rows, skipped = bad.len(), "COPY skipped rows within MAXERROR");
         }
+        self.auto_grow(&t.name).await;
         Ok(Outcome::Done(format!("COPY {rows}")))
     }
 

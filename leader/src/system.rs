@@ -205,6 +205,8 @@ fn svv_table_info(cat: &pb::WhCatalog) -> Result<MemTable> {
         name.push(t.name.clone());
         dist.push(if t.diststyle == "KEY" {
             format!("KEY({})", t.distkey)
+        } else if t.auto_dist {
+            format!("AUTO({})", t.diststyle)
         } else {
             t.diststyle.clone()
         });

@@ -31,6 +31,7 @@ impl MasterError {
                 FsErrorKind::NotFound => ErrorCode::NotFound,
                 FsErrorKind::AlreadyExists => ErrorCode::AlreadyExists,
                 FsErrorKind::PermissionDenied => ErrorCode::PermissionDenied,
+                FsErrorKind::Conflict => ErrorCode::Conflict,
                 FsErrorKind::NotADirectory
                 | FsErrorKind::IsADirectory
                 | FsErrorKind::DirectoryNotEmpty

@@ -5,7 +5,8 @@
 //! rows and bytes each exchange moved; answers match what the test computes
 //! itself; both compute nodes ran tasks (their /metrics say so); COPY loads
 //! its files on the compute nodes; UNLOAD writes one file per slice from the
-//! slices; and a dropped table's segment files are collected.
+//! slices; a dropped table's segment files are collected; and a DISTSTYLE
+//! AUTO table is ALL while small and EVEN once it grows.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -282,6 +283,46 @@ fn dropped_tables_segment_files_are_collected() {
         anyhow::ensure!(segment_dirs("keep") > 0, "a live table's files went too");
         let got = psql_ok(&pg, &token, &["SELECT sum(x) FROM keep"])?;
         anyhow::ensure!(got.trim() == "6", "keep: {got}");
+        Ok(())
+    });
+}
+
+#[test]
+fn diststyle_auto_starts_all_and_turns_even_as_it_grows() {
+    psql_test(|c: &mut basin_tests::Cluster| -> anyhow::Result<()> {
+        let w = start_warehouse_with(c, 2, &["--auto-all-max-rows", "50"])?;
+        let (pg, token) = (w.pg.clone(), c.token.clone());
+        let info = "SELECT diststyle, tbl_rows FROM svv_table_info WHERE \"table\" = 'grows'";
+        let rows = |from: i32, to: i32| -> String {
+            (from..=to)
+                .map(|i| format!("({i})"))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        psql_ok(
+            &pg,
+            &token,
+            &[
+                "CREATE TABLE grows (x INT)",
+                &format!("INSERT INTO grows VALUES {}", rows(1, 30)),
+            ],
+        )?;
+        let got = psql_ok(&pg, &token, &[info])?;
+        anyhow::ensure!(got.trim() == "AUTO(ALL)|30", "small: {got}");
+        // A copy on every node's first slice.
+        let plan = psql_ok(&pg, &token, &["EXPLAIN SELECT sum(x) FROM grows"])?;
+        plan_has(&plan, "grows (ALL)")?;
+        psql_ok(
+            &pg,
+            &token,
+            &[&format!("INSERT INTO grows VALUES {}", rows(31, 70))],
+        )?;
+        let got = psql_ok(&pg, &token, &[info])?;
+        anyhow::ensure!(got.trim() == "AUTO(EVEN)|70", "grown: {got}");
+        let got = psql_ok(&pg, &token, &["SELECT count(*), sum(x) FROM grows"])?;
+        anyhow::ensure!(got.trim() == "70|2485", "rows after the switch: {got}");
+        let plan = psql_ok(&pg, &token, &["EXPLAIN SELECT sum(x) FROM grows"])?;
+        plan_has(&plan, "grows (EVEN)")?;
         Ok(())
     });
 }

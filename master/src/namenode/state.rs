@@ -111,6 +111,8 @@ pub enum FsErrorKind {
     PermissionDenied,
     InvalidArgument,
     LeaseMismatch,
+    /// A conditional write found its condition no longer true.
+    Conflict,
 }
 
 /// A refused command: the same on every master.

@@ -103,6 +103,7 @@ pub fn catalog(nn: &Namenode) -> Result<pb::WhCatalog, Status> {
                     } else {
                         t.storage_name.clone()
                     },
+                    auto_dist: t.auto_dist,
                 })
                 .collect(),
             computes: w
@@ -193,6 +194,7 @@ pub async fn create_table(nn: &Namenode, r: pb::CreateTableRequest) -> Result<pb
         }),
         // The master names the files (see `WarehouseCommand::CreateTable`).
         storage_name: String::new(),
+        auto_dist: t.auto_dist,
     };
     nn.write(Command::Warehouse(WarehouseCommand::CreateTable {
         table,
@@ -219,6 +221,8 @@ pub async fn commit_segments(
         table: r.table,
         segments: r.segments.into_iter().map(segment_from).collect(),
         replace: r.replace,
+        expected: r.if_unchanged.then_some(r.expected),
+        diststyle: Some(r.diststyle).filter(|d| !d.is_empty()),
     }))
     .await?;
     Ok(pb::Empty {})

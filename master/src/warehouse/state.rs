@@ -142,6 +142,9 @@ pub struct Table {
     /// it was created with, kept across renames (empty in older catalogs: the name).
     #[serde(default)]
     pub storage_name: String,
+    /// DISTSTYLE AUTO: ALL while small, EVEN once it grows.
+    #[serde(default)]
+    pub auto_dist: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -163,6 +166,12 @@ pub enum WarehouseCommand {
         table: String,
         segments: Vec<Segment>,
         replace: bool,
+        /// Refused unless the table's segments are exactly these.
+        #[serde(default)]
+        expected: Option<Vec<String>>,
+        /// The table's new distribution style, if it changes.
+        #[serde(default)]
+        diststyle: Option<String>,
     },
     RecordLoadErrors {
         errors: Vec<LoadError>,
@@ -478,6 +487,8 @@ impl FsState {
                 table,
                 segments,
                 replace,
+                expected,
+                diststyle,
             } => {
                 let Some(t) = w.tables.get_mut(table) else {
                     return err(
@@ -485,6 +496,23 @@ impl FsState {
                         format!("relation \"{table}\" does not exist"),
                     );
                 };
+                if let Some(expected) = expected {
+                    let mut have: Vec<&str> = t.segments.iter().map(|s| s.id.as_str()).collect();
+                    let mut want: Vec<&str> = expected.iter().map(String::as_str).collect();
+                    have.sort_unstable();
+                    want.sort_unstable();
+                    if have != want {
+                        return err(
+                            FsErrorKind::Conflict,
+                            format!(
+                                "could not serialize access to \"{table}\": it was written concurrently"
+                            ),
+                        );
+                    }
+                }
+                if let Some(d) = diststyle {
+                    t.diststyle = d.clone();
+                }
                 if *replace {
                     t.segments.clear();
                 }
@@ -540,7 +568,49 @@ mod tests {
             created_ms: 1,
             external: None,
             storage_name: String::new(),
+            auto_dist: false,
         }
+    }
+
+    #[test]
+    fn conditional_commit_refuses_a_concurrent_change() {
+        let mut s = FsState::default();
+        let seg = |id: &str| Segment {
+            id: id.into(),
+            slice: 0,
+            rows: 1,
+            bytes: 1,
+            dist_slices: 0,
+        };
+        let commit = |segs: Vec<Segment>, replace, expected: Option<Vec<&str>>| {
+            WarehouseCommand::CommitSegments {
+                table: "t".into(),
+                segments: segs,
+                replace,
+                expected: expected.map(|e| e.into_iter().map(String::from).collect()),
+                diststyle: None,
+            }
+        };
+        apply(
+            &mut s,
+            WarehouseCommand::CreateTable {
+                table: table("t"),
+                if_not_exists: false,
+            },
+        )
+        .expect("create");
+        apply(&mut s, commit(vec![seg("a")], false, None)).expect("insert");
+        // A rewrite that read ["a"] while "b" was committed loses.
+        apply(&mut s, commit(vec![seg("b")], false, None)).expect("concurrent insert");
+        let e = apply(&mut s, commit(vec![seg("c")], true, Some(vec!["a"]))).expect_err("stale");
+        assert_eq!(e.kind, FsErrorKind::Conflict);
+        apply(&mut s, commit(vec![seg("c")], true, Some(vec!["b", "a"]))).expect("current");
+        let ids: Vec<&str> = s.warehouse.tables["t"]
+            .segments
+            .iter()
+            .map(|g| g.id.as_str())
+            .collect();
+        assert_eq!(ids, ["c"]);
     }
 
     fn apply(s: &mut FsState, cmd: WarehouseCommand) -> Result<CommandResult, FsError> {

@@ -210,6 +210,10 @@ pub struct LeaderArgs {
     /// broadcast to every slice instead of redistributing both sides.
     #[arg(long, default_value_t = basin_leader::engine::DEFAULT_BROADCAST_ROWS)]
     pub broadcast_limit_rows: usize,
+    /// A DISTSTYLE AUTO table is ALL (a copy on every node) up to this many
+    /// rows, then turns EVEN.
+    #[arg(long, default_value_t = basin_leader::engine::DEFAULT_AUTO_ALL_ROWS)]
+    pub auto_all_max_rows: u64,
 }
 
 #[derive(clap::Args, Debug)]
@@ -258,7 +262,8 @@ pub async fn run_leader(g: &Global, a: LeaderArgs) -> anyhow::Result<()> {
     }
     let engine = basin_leader::Engine::new(g.masters()?, &token)
         .with_query_memory(a.query_memory_mb << 20)
-        .with_broadcast_limit(a.broadcast_limit_rows);
+        .with_broadcast_limit(a.broadcast_limit_rows)
+        .with_auto_all_limit(a.auto_all_max_rows);
     let (stop, rx) = tokio::sync::watch::channel(false);
     let auto = (!a.no_auto_snapshots).then(|| {
         basin_leader::snapshot::spawn_auto(
