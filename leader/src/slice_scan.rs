@@ -27,12 +27,24 @@ pub async fn scan(
     if paths.is_empty() {
         return Ok(futures::stream::empty().boxed());
     }
-    let ctx = SessionContext::new();
+    let ctx = reader();
     let files: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
     let df = ctx
         .read_parquet(files, ParquetReadOptions::default())
         .await?;
     refine(df, columns, filter, limit).await
+}
+
+/// A context for reading segments: strings come back as the table's `Utf8`
+/// (not views), so batches need no cast on their way up.
+fn reader() -> SessionContext {
+    let mut config = datafusion::prelude::SessionConfig::new();
+    config
+        .options_mut()
+        .execution
+        .parquet
+        .schema_force_view_types = false;
+    SessionContext::new_with_config(config)
 }
 
 /// One file of an external table, read where it is (cluster file system or object store).
