@@ -13,7 +13,8 @@
 # Usage: bench/tpch.sh [SCALE_FACTOR]            (default 1)
 #        QUERIES="18 21" bench/tpch.sh 10        (TPC-H SF10 Q18 and Q21)
 # Env:   QUERIES (default 1..22), PARTS (Parquet files per table; default
-#        4 per scale-factor unit, at least 4), BENCH_DIR (default /var/tmp),
+#        4 per scale-factor unit, at least 4), DATA (a directory to keep the
+#        generated data in and reuse on the next run), BENCH_DIR (default /var/tmp),
 #        BASIN_BIN (use this binary, skip the release build), PYTHON (default
 #        python3; a venv with tpchgen-cli and duckdb is made under BENCH_DIR
 #        when they are missing), SKIP_BASELINES=1 (Basin only).
@@ -46,10 +47,16 @@ trap cleanup EXIT
 now() { date +%s.%N; }
 TABLES="region nation supplier customer part partsupp orders lineitem"
 
-echo "== generating TPC-H SF $SF (tpchgen-cli, Parquet, $PARTS parts per table)"
-mkdir -p "$WORK/data"
-tpchgen-cli parquet -s "$SF" --parts "$PARTS" --output-dir "$WORK/data" >/dev/null
-du -sh "$WORK/data"/* | sort -h | tail -3
+DATA_DIR=${DATA:-$WORK/data}
+if [ -f "$DATA_DIR/.complete-sf$SF-parts$PARTS" ]; then
+  echo "== reusing TPC-H SF $SF in $DATA_DIR"
+else
+  echo "== generating TPC-H SF $SF (tpchgen-cli, Parquet, $PARTS parts per table)"
+  rm -rf "$DATA_DIR"; mkdir -p "$DATA_DIR"
+  tpchgen-cli parquet -s "$SF" --parts "$PARTS" --output-dir "$DATA_DIR" >/dev/null
+  touch "$DATA_DIR/.complete-sf$SF-parts$PARTS"
+fi
+du -sh "$DATA_DIR"/* | sort -h | tail -3
 
 echo "== basin local up (leader + 2 compute nodes x 2 slices)"
 export BASIN_TOKEN="bench-$RANDOM$RANDOM"
@@ -67,7 +74,7 @@ PSQL=(psql -h "${BASIN_PG%:*}" -p "${BASIN_PG#*:}" -U basin -d dev -X -A -t -q -
 t0=$(now)
 for t in $TABLES; do
   "$BASIN" dfs mkdir -p "/tpch/$t" >/dev/null
-  "$BASIN" dfs put "$WORK/data/$t"/*.parquet "/tpch/$t/" >/dev/null
+  "$BASIN" dfs put "$DATA_DIR/$t"/*.parquet "/tpch/$t/" >/dev/null
 done
 t1=$(now)
 for t in $TABLES; do
@@ -89,10 +96,10 @@ for q in $QUERIES; do
   e=$(now)
   df=-1; duck=-1; same=unchecked
   if [ -z "${SKIP_BASELINES:-}" ]; then
-    "$BASIN" bench datafusion --schema "$ROOT/tests/tpch/schema.sql" --data "$WORK/data" -f "$f" \
+    "$BASIN" bench datafusion --schema "$ROOT/tests/tpch/schema.sql" --data "$DATA_DIR" -f "$f" \
       > "$WORK/df-q$q.out" 2> "$WORK/df-q$q.time"
     df=$(cut -f2 "$WORK/df-q$q.time" | tail -1)
-    duck=$("$PY" - "$WORK/data" "$f" <<'PY'
+    duck=$("$PY" - "$DATA_DIR" "$f" <<'PY'
 import sys, time, duckdb
 data, qf = sys.argv[1], sys.argv[2]
 con = duckdb.connect()

@@ -18,6 +18,15 @@ pub struct TableOptions {
     pub sortkey: Vec<String>,
 }
 
+/// A context that only parses column lists: `VARCHAR`/`TEXT` become `Utf8`
+/// (not DataFusion's default string views, whose shared buffers would be
+/// written whole into every Arrow IPC message a slice of them travels in).
+pub(crate) fn scratch_context() -> SessionContext {
+    let mut config = datafusion::prelude::SessionConfig::new();
+    config.options_mut().sql_parser.map_string_types_to_utf8view = false;
+    SessionContext::new_with_config(config)
+}
+
 /// Splits `CREATE TABLE name (columns) options` into its parts.
 pub fn parse_create(sql: &str) -> Result<(String, bool, String, TableOptions)> {
     let head =
@@ -108,7 +117,7 @@ impl Engine {
     pub(crate) async fn create_table(&self, sql: &str) -> Result<Outcome> {
         let (name, if_not_exists, columns, o) = parse_create(sql)?;
         // DataFusion parses the column list into Arrow types.
-        let scratch = SessionContext::new();
+        let scratch = scratch_context();
         scratch
             .sql(&format!("CREATE TABLE t ({columns})"))
             .await?
@@ -170,7 +179,7 @@ impl Engine {
         let files = files::list(&self.dfs, &location).await?;
         let schema: SchemaRef = match c.get(4) {
             Some(cols) => {
-                let scratch = SessionContext::new();
+                let scratch = scratch_context();
                 scratch
                     .sql(&format!("CREATE TABLE t ({})", cols.as_str()))
                     .await?

@@ -238,7 +238,12 @@ impl Engine {
                 .iter()
                 .map(|f| pb::WhColumn {
                     name: f.name().to_lowercase(),
-                    data_type: f.data_type().to_string(),
+                    // Stored strings are plain Utf8 (see ddl::scratch_context).
+                    data_type: match f.data_type() {
+                        arrow::datatypes::DataType::Utf8View => "Utf8".into(),
+                        arrow::datatypes::DataType::BinaryView => "Binary".into(),
+                        other => other.to_string(),
+                    },
                     nullable: true,
                 })
                 .collect(),

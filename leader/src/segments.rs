@@ -116,6 +116,32 @@ pub(crate) fn unavailable(addr: &str, e: arrow_flight::error::FlightError) -> Wa
     ))
 }
 
+/// A batch whose string/binary view columns own only what they show: a view
+/// array's buffers go whole into every IPC message, so a slice of a big one
+/// (a partition of a routed batch, a chunk of a Flight stream) would carry
+/// all of them.
+pub fn compact(b: RecordBatch) -> Result<RecordBatch> {
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::DataType;
+    if !b
+        .columns()
+        .iter()
+        .any(|c| matches!(c.data_type(), DataType::Utf8View | DataType::BinaryView))
+    {
+        return Ok(b);
+    }
+    let cols = b
+        .columns()
+        .iter()
+        .map(|c| match c.data_type() {
+            DataType::Utf8View => Arc::new(c.as_string_view().gc()) as arrow::array::ArrayRef,
+            DataType::BinaryView => Arc::new(c.as_binary_view().gc()) as arrow::array::ArrayRef,
+            _ => c.clone(),
+        })
+        .collect();
+    Ok(RecordBatch::try_new(b.schema(), cols)?)
+}
+
 /// Writes each slice's rows to its holders; the segments to commit.
 pub async fn write(
     t: &pb::WhTable,
@@ -149,8 +175,9 @@ pub async fn write(
                     slice.to_string(),
                     id.clone(),
                 ]);
-                let batch = batch.clone();
+                let batch = compact(batch.clone());
                 async move {
+                    let batch = batch?;
                     let data = FlightDataEncoderBuilder::new()
                         .with_flight_descriptor(Some(desc))
                         .build(futures::stream::iter([Ok(batch)]));

@@ -86,6 +86,8 @@ pub fn session_config(slices: usize) -> datafusion::prelude::SessionConfig {
         .with_target_partitions(slices.max(1))
         .with_round_robin_repartition(false)
         .with_repartition_file_scans(false);
+    // `VARCHAR` in casts is `Utf8`, as table columns are (see ddl::scratch_context).
+    c.options_mut().sql_parser.map_string_types_to_utf8view = false;
     let o = &mut c.options_mut().optimizer;
     // Dynamic filters are shared state between operators of one process;
     // an exchange would cut them.
@@ -204,12 +206,14 @@ impl TaskRunner {
             match &mut partitioner {
                 Some(p) => p.partition(batch, |i, b| {
                     rows[i] += b.num_rows() as u64;
+                    let b = crate::segments::compact(b)
+                        .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
                     writers[i].write(&b)?;
                     Ok(())
                 })?,
                 None => {
                     rows[0] += batch.num_rows() as u64;
-                    writers[0].write(&batch)?;
+                    writers[0].write(&crate::segments::compact(batch)?)?;
                 }
             }
         }
