@@ -358,13 +358,7 @@ impl FlightService for ComputeService {
             .await
             .map_err(|e| Status::internal(e.to_string()))?
             .map_err(status)?;
-        let body = serde_json::to_vec(&inv).map_err(|e| Status::internal(e.to_string()))?;
-        let out = arrow_flight::Result {
-            body: bytes::Bytes::from(body),
-        };
-        Ok(Response::new(
-            futures::stream::once(async { Ok(out) }).boxed(),
-        ))
+        json_answer(&inv)
     }
 
     async fn list_actions(
@@ -405,14 +399,24 @@ impl ComputeService {
             tracing::warn!(parent: &span, "task failed: {e:#}");
             e.to_status()
         })?;
-        let body = serde_json::to_vec(&result).map_err(|e| Status::internal(e.to_string()))?;
-        let out = arrow_flight::Result {
-            body: bytes::Bytes::from(body),
-        };
-        Ok(Response::new(
-            futures::stream::once(async { Ok(out) }).boxed(),
-        ))
+        json_answer(&result)
     }
+}
+
+/// An action's one answer: `value` as JSON.
+fn json_answer<T: serde::Serialize>(
+    value: &T,
+) -> std::result::Result<
+    Response<BoxStream<'static, std::result::Result<arrow_flight::Result, Status>>>,
+    Status,
+> {
+    let body = serde_json::to_vec(value).map_err(|e| Status::internal(e.to_string()))?;
+    let out = arrow_flight::Result {
+        body: bytes::Bytes::from(body),
+    };
+    Ok(Response::new(
+        futures::stream::once(async { Ok(out) }).boxed(),
+    ))
 }
 
 impl ComputeService {
@@ -433,13 +437,7 @@ impl ComputeService {
                 tracing::warn!("COPY task failed: {e:#}");
                 e.to_status()
             })?;
-        let body = serde_json::to_vec(&out).map_err(|e| Status::internal(e.to_string()))?;
-        let out = arrow_flight::Result {
-            body: bytes::Bytes::from(body),
-        };
-        Ok(Response::new(
-            futures::stream::once(async { Ok(out) }).boxed(),
-        ))
+        json_answer(&out)
     }
 }
 

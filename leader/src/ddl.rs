@@ -259,12 +259,7 @@ impl Engine {
             replace: true,
             ..Default::default()
         };
-        self.masters
-            .call(|mut c| {
-                let req = req.clone();
-                async move { c.commit_segments(req).await }
-            })
-            .await?;
+        self.commit_segments(req).await?;
         Ok(Outcome::Done("TRUNCATE TABLE".into()))
     }
 }

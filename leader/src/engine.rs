@@ -543,13 +543,19 @@ impl Engine {
             },
             diststyle: commit.diststyle.unwrap_or_default(),
         };
+        self.commit_segments(req).await?;
+        Ok(rows as u64)
+    }
+
+    /// One catalog step committing (or replacing) a table's segments.
+    pub(crate) async fn commit_segments(&self, req: pb::CommitSegmentsRequest) -> Result<()> {
         self.masters
             .call(|mut c| {
                 let req = req.clone();
                 async move { c.commit_segments(req).await }
             })
             .await?;
-        Ok(rows as u64)
+        Ok(())
     }
 
     /// What each compute node holds (`None` for a node that does not answer).

@@ -126,12 +126,7 @@ impl Engine {
                 replace: false,
                 ..Default::default()
             };
-            self.masters
-                .call(|mut c| {
-                    let req = req.clone();
-                    async move { c.commit_segments(req).await }
-                })
-                .await?;
+            self.commit_segments(req).await?;
         }
         if !bad.is_empty() {
             tracing::warn!(table = %t.name, rows, skipped = bad.len(), "COPY skipped rows within MAXERROR");

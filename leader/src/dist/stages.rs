@@ -152,18 +152,22 @@ impl Cutter {
 
     /// Replaces exchanges below and at `plan` by readers of new stages.
     fn cut(&mut self, plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
-        let children = plan
-            .children()
-            .into_iter()
-            .cloned()
-            .map(|c| self.cut(c))
-            .collect::<Result<Vec<_>>>()?;
-        let plan = if children.is_empty() {
-            plan
-        } else {
-            #[allow(deprecated)]
-            plan.with_new_children(children)?
-        };
+        Ok(plan
+            .transform_up(|p| {
+                let new = self
+                    .cut_one(p.clone())
+                    .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+                Ok(if Arc::ptr_eq(&new, &p) {
+                    Transformed::no(p)
+                } else {
+                    Transformed::yes(new)
+                })
+            })?
+            .data)
+    }
+
+    /// One node whose children are already cut: an exchange becomes a reader.
+    fn cut_one(&mut self, plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
         if let Some(r) = plan.downcast_ref::<RepartitionExec>() {
             if r.preserve_order() {
                 return Err(WarehouseError::Invalid(

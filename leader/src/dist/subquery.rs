@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use datafusion::common::ScalarValue;
+use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::error::DataFusionError;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::Literal;
@@ -33,23 +34,15 @@ pub fn strip(
     plan: Arc<dyn ExecutionPlan>,
     subqueries: &mut Vec<Arc<dyn ExecutionPlan>>,
 ) -> Result<Arc<dyn ExecutionPlan>> {
-    let children = plan
-        .children()
-        .into_iter()
-        .cloned()
-        .map(|c| strip(c, subqueries))
-        .collect::<Result<Vec<_>>>()?;
-    let plan = if children.is_empty() {
-        plan
-    } else {
-        #[allow(deprecated)]
-        plan.with_new_children(children)?
-    };
-    if let Some(s) = plan.downcast_ref::<ScalarSubqueryExec>() {
-        subqueries.extend(s.subqueries().iter().map(|l| l.plan.clone()));
-        return Ok(s.input().clone());
-    }
-    Ok(plan)
+    Ok(plan
+        .transform_up(|p| {
+            if let Some(s) = p.downcast_ref::<ScalarSubqueryExec>() {
+                subqueries.extend(s.subqueries().iter().map(|l| l.plan.clone()));
+                return Ok(Transformed::yes(s.input().clone()));
+            }
+            Ok(Transformed::no(p))
+        })?
+        .data)
 }
 
 /// The one value a subquery's rows hold.
