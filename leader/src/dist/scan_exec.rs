@@ -18,6 +18,7 @@ use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::{EquivalenceProperties, Partitioning, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::expressions::Column;
+use datafusion::physical_plan::metrics::{ExecutionPlanMetricsSet, MetricBuilder, MetricsSet};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, StatisticsArgs,
@@ -95,6 +96,7 @@ pub struct SliceScanExec {
     schema: SchemaRef,
     env: ScanEnv,
     props: Arc<PlanProperties>,
+    metrics: ExecutionPlanMetricsSet,
 }
 
 impl SliceScanExec {
@@ -119,6 +121,7 @@ impl SliceScanExec {
             schema,
             env,
             props: Arc::new(props),
+            metrics: ExecutionPlanMetricsSet::new(),
         }
     }
 
@@ -188,6 +191,10 @@ impl ExecutionPlan for SliceScanExec {
         Ok(self)
     }
 
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
+    }
+
     fn statistics_from_inputs(
         &self,
         _input_stats: &[Arc<Statistics>],
@@ -225,13 +232,15 @@ impl ExecutionPlan for SliceScanExec {
         let env = self.env.clone();
         let schema = self.schema.clone();
         let out = schema.clone();
+        let rows = MetricBuilder::new(&self.metrics).output_rows(partition);
         let stream = futures::stream::once(async move { open(&spec, &env, &copies).await })
             .try_flatten()
             .map_err(|e| DataFusionError::External(Box::new(e)))
             .and_then(move |b| {
                 let out = out.clone();
                 async move { fit(b, &out).map_err(|e| DataFusionError::External(Box::new(e))) }
-            });
+            })
+            .inspect_ok(move |b| rows.add(b.num_rows()));
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream)))
     }
 }
