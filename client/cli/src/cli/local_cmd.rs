@@ -254,6 +254,20 @@ async fn warehouse_tour(cluster: &LocalCluster, dfs: &DfsClient) -> anyhow::Resu
     if lines.len() != 4 || !lines.iter().all(|l| l.contains("|250|")) {
         bail!("unexpected warehouse result: {lines:?}");
     }
+    // How it ran: one stage on every slice, grouped where the rows are
+    // (the table is distributed on region), and the leader's final merge.
+    println!("== sql: EXPLAIN {sql}");
+    let Outcome::Rows { batches, .. } = engine.execute("basin", &format!("EXPLAIN {sql}")).await?
+    else {
+        bail!("EXPLAIN returned no rows");
+    };
+    let plan = basin_leader::reference::lines(&batches)?;
+    for l in &plan {
+        println!("   {l}");
+    }
+    if !plan.iter().any(|l| l.starts_with("Distributed plan")) {
+        bail!("the query did not run on the compute nodes: {plan:?}");
+    }
     println!(
         "   psql: PGPASSWORD=$BASIN_TOKEN psql -h {} -p {} -U basin dev",
         pg.split(':').next().unwrap_or("127.0.0.1"),
