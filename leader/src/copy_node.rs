@@ -33,15 +33,10 @@ pub struct CopyTask {
     pub catalog: String,
 }
 
-/// A segment written for a COPY (committed by the leader).
+/// A segment written for a COPY (committed by the leader): a
+/// `pb::WhSegment` as protobuf, base64.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct WrittenSegment {
-    pub id: String,
-    pub slice: u32,
-    pub rows: u64,
-    pub bytes: u64,
-    pub dist_slices: u32,
-}
+pub struct WrittenSegment(String);
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct CopyOutcome {
@@ -72,15 +67,21 @@ impl CopyTask {
     }
 }
 
-impl From<WrittenSegment> for pb::WhSegment {
-    fn from(s: WrittenSegment) -> Self {
-        pb::WhSegment {
-            id: s.id,
-            slice: s.slice,
-            rows: s.rows,
-            bytes: s.bytes,
-            dist_slices: s.dist_slices,
-        }
+impl WrittenSegment {
+    fn new(s: &pb::WhSegment) -> Self {
+        Self(BASE64_STANDARD.encode(s.encode_to_vec()))
+    }
+}
+
+impl TryFrom<WrittenSegment> for pb::WhSegment {
+    type Error = WarehouseError;
+
+    fn try_from(s: WrittenSegment) -> Result<Self> {
+        let raw = BASE64_STANDARD
+            .decode(&s.0)
+            .map_err(|e| WarehouseError::Invalid(format!("COPY segment: {e}")))?;
+        pb::WhSegment::decode(raw.as_slice())
+            .map_err(|e| WarehouseError::Invalid(format!("COPY segment: {e}")))
     }
 }
 
@@ -138,14 +139,7 @@ pub async fn run(
         let parts = crate::segments::distribute(t, &map, &schema, &batches)?;
         let written = crate::segments::write(t, &map, token, parts).await?;
         out.rows += rows;
-        out.segments
-            .extend(written.into_iter().map(|s| WrittenSegment {
-                id: s.id,
-                slice: s.slice,
-                rows: s.rows,
-                bytes: s.bytes,
-                dist_slices: s.dist_slices,
-            }));
+        out.segments.extend(written.iter().map(WrittenSegment::new));
     }
     metrics::counter!("basin_compute_copy_rows_total").increment(out.rows);
     Ok(out)

@@ -103,7 +103,9 @@ impl Engine {
         let mut rows = 0;
         for o in outcomes {
             rows += o.rows;
-            segments.extend(o.segments.into_iter().map(pb::WhSegment::from));
+            for s in o.segments {
+                segments.push(pb::WhSegment::try_from(s)?);
+            }
             bad.extend(o.bad);
         }
         let load_id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();

@@ -14,8 +14,9 @@ use arrow_flight::FlightClient;
 use async_trait::async_trait;
 use basin_proto as pb;
 use datafusion::catalog::{Session, TableProvider};
-use datafusion::common::Column;
+use datafusion::common::stats::Precision;
 use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{Column, ColumnStatistics, ScalarValue};
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
 use datafusion::physical_plan::ExecutionPlan;
 
@@ -66,39 +67,102 @@ pub struct SliceTable {
     partitions: Vec<Vec<ScanPart>>,
     /// The distribution key, when the rows were hash-routed over these partitions.
     hash_key: Option<String>,
+    /// Per partition, per table column: what the planner knows of the values.
+    stats: Vec<Vec<ColumnStatistics>>,
     token: String,
+}
+
+/// What a partition's segments say of each column: the smallest min and
+/// largest max (cast back from text to the column's type) and the NULLs,
+/// all inexact (filters pushed into the scan may drop rows). A column is
+/// unknown when any segment kept no statistics.
+fn merge_stats(schema: &SchemaRef, segs: &[&pb::WhSegment]) -> Vec<ColumnStatistics> {
+    let n = schema.fields().len();
+    if segs.is_empty() || segs.iter().any(|s| s.stats.len() != n) {
+        return vec![ColumnStatistics::new_unknown(); n];
+    }
+    schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(c, f)| {
+            let mut out = ColumnStatistics::new_unknown();
+            let nulls: u64 = segs.iter().map(|s| s.stats[c].nulls).sum();
+            out.null_count = Precision::Inexact(nulls as usize);
+            let parse = |v: &str| ScalarValue::try_from_string(v.to_string(), f.data_type()).ok();
+            let mut range: Option<(ScalarValue, ScalarValue)> = None;
+            for s in segs.iter().map(|s| &s.stats[c]).filter(|s| s.has_values) {
+                let (Some(lo), Some(hi)) = (parse(&s.min), parse(&s.max)) else {
+                    return ColumnStatistics::new_unknown();
+                };
+                range = Some(match range {
+                    None => (lo, hi),
+                    Some((a, b)) => (
+                        if lo.partial_cmp(&a) == Some(std::cmp::Ordering::Less) {
+                            lo
+                        } else {
+                            a
+                        },
+                        if hi.partial_cmp(&b) == Some(std::cmp::Ordering::Greater) {
+                            hi
+                        } else {
+                            b
+                        },
+                    ),
+                });
+            }
+            if let Some((lo, hi)) = range {
+                out.min_value = Precision::Inexact(lo);
+                out.max_value = Precision::Inexact(hi);
+            }
+            out
+        })
+        .collect()
 }
 
 impl SliceTable {
     pub fn new(t: &pb::WhTable, map: &SliceMap, schema: SchemaRef, token: &str) -> Self {
-        let mut per_slice: BTreeMap<u32, (Vec<String>, u64, u64)> = BTreeMap::new();
+        let mut per_slice: BTreeMap<u32, Vec<&pb::WhSegment>> = BTreeMap::new();
         for s in &t.segments {
-            let e = per_slice.entry(s.slice).or_default();
-            e.0.push(s.id.clone());
-            e.1 += s.rows;
-            e.2 += s.bytes;
+            per_slice.entry(s.slice).or_default().push(s);
         }
-        let part = |slice: u32, (segments, rows, bytes): (Vec<String>, u64, u64)| ScanPart {
-            slice,
-            segments,
-            addrs: map.holders(slice).into_iter().map(|h| h.addr).collect(),
-            external: None,
-            rows,
-            bytes,
+        let none = Vec::new();
+        let part = |slice: u32| {
+            let segs = per_slice.get(&slice).unwrap_or(&none);
+            ScanPart {
+                slice,
+                segments: segs.iter().map(|s| s.id.clone()).collect(),
+                addrs: map.holders(slice).into_iter().map(|h| h.addr).collect(),
+                external: None,
+                rows: segs.iter().map(|s| s.rows).sum(),
+                bytes: segs.iter().map(|s| s.bytes).sum(),
+            }
         };
-        let partitions = if t.diststyle == "ALL" {
-            // A full copy on every node's first slice: one partition, any copy.
-            vec![
-                map.firsts
+        let (partitions, stats): (Vec<Vec<ScanPart>>, Vec<Vec<ColumnStatistics>>) =
+            if t.diststyle == "ALL" {
+                // A full copy on every node's first slice: one partition, any copy.
+                let copies: Vec<u32> = map
+                    .firsts
                     .iter()
-                    .filter_map(|f| per_slice.get(f).cloned().map(|e| part(*f, e)))
-                    .collect(),
-            ]
-        } else {
-            (0..map.len() as u32)
-                .map(|s| vec![part(s, per_slice.remove(&s).unwrap_or_default())])
-                .collect()
-        };
+                    .copied()
+                    .filter(|f| per_slice.contains_key(f))
+                    .collect();
+                let first = copies
+                    .first()
+                    .and_then(|f| per_slice.get(f))
+                    .unwrap_or(&none);
+                (
+                    vec![copies.iter().map(|f| part(*f)).collect()],
+                    vec![merge_stats(&schema, first)],
+                )
+            } else {
+                (0..map.len() as u32)
+                    .map(|s| {
+                        let segs = per_slice.get(&s).unwrap_or(&none);
+                        (vec![part(s)], merge_stats(&schema, segs))
+                    })
+                    .unzip()
+            };
         let hash_key = (t.diststyle == "KEY"
             && !t.distkey.is_empty()
             && crate::dist::key_routed(&t.segments, map.len()))
@@ -110,6 +174,7 @@ impl SliceTable {
             schema,
             partitions,
             hash_key,
+            stats,
             token: token.to_string(),
         }
     }
@@ -159,6 +224,7 @@ impl SliceTable {
             schema,
             partitions,
             hash_key: None,
+            stats: vec![],
             token: token.to_string(),
         }
     }
@@ -237,6 +303,16 @@ impl TableProvider for SliceTable {
             token: self.token.clone(),
             local: None,
         };
-        Ok(Arc::new(SliceScanExec::new(spec, projected, env)))
+        let stats = self
+            .stats
+            .iter()
+            .map(|cols| match projection {
+                Some(p) => p.iter().filter_map(|i| cols.get(*i).cloned()).collect(),
+                None => cols.clone(),
+            })
+            .collect();
+        Ok(Arc::new(
+            SliceScanExec::new(spec, projected, env).with_column_stats(stats),
+        ))
     }
 }

@@ -142,6 +142,42 @@ pub fn compact(b: RecordBatch) -> Result<RecordBatch> {
     Ok(RecordBatch::try_new(b.schema(), cols)?)
 }
 
+/// Each column's min, max (as text) and NULL count: what the planner
+/// estimates joins and filters with (see `dist::scan_exec`).
+pub fn column_stats(b: &RecordBatch) -> Vec<pb::WhColumnStats> {
+    use datafusion::functions_aggregate::min_max::{MaxAccumulator, MinAccumulator};
+    use datafusion::logical_expr::Accumulator;
+    b.columns()
+        .iter()
+        .map(|c| {
+            let nulls = c.null_count() as u64;
+            let range = (|| -> Option<(String, String)> {
+                if c.null_count() == c.len() {
+                    return None;
+                }
+                let mut min = MinAccumulator::try_new(c.data_type()).ok()?;
+                let mut max = MaxAccumulator::try_new(c.data_type()).ok()?;
+                min.update_batch(std::slice::from_ref(c)).ok()?;
+                max.update_batch(std::slice::from_ref(c)).ok()?;
+                let (lo, hi) = (min.evaluate().ok()?, max.evaluate().ok()?);
+                (!lo.is_null() && !hi.is_null()).then(|| (lo.to_string(), hi.to_string()))
+            })();
+            match range {
+                Some((min, max)) => pb::WhColumnStats {
+                    min,
+                    max,
+                    has_values: true,
+                    nulls,
+                },
+                None => pb::WhColumnStats {
+                    nulls,
+                    ..Default::default()
+                },
+            }
+        })
+        .collect()
+}
+
 /// Writes each slice's rows to its holders; the segments to commit.
 pub async fn write(
     t: &pb::WhTable,
@@ -168,6 +204,7 @@ pub async fn write(
             }
             let id = uuid::Uuid::new_v4().simple().to_string();
             let rows = batch.num_rows() as u64;
+            let stats = column_stats(&batch);
             let copies = holders.iter().map(|h| {
                 let desc = FlightDescriptor::new_path(vec![
                     "segment".into(),
@@ -207,6 +244,7 @@ pub async fn write(
                 rows,
                 bytes: sizes.first().copied().unwrap_or(0),
                 dist_slices,
+                stats,
             })
         }
     });

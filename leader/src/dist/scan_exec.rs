@@ -13,7 +13,7 @@ use arrow::array::{RecordBatch, RecordBatchOptions};
 use arrow::datatypes::SchemaRef;
 use arrow_flight::Ticket;
 use datafusion::common::tree_node::TreeNodeRecursion;
-use datafusion::common::{DataFusionError, Statistics, stats::Precision};
+use datafusion::common::{ColumnStatistics, DataFusionError, Statistics, stats::Precision};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::{EquivalenceProperties, Partitioning, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
@@ -97,6 +97,8 @@ pub struct SliceScanExec {
     env: ScanEnv,
     props: Arc<PlanProperties>,
     metrics: ExecutionPlanMetricsSet,
+    /// Per partition, per output column, for the planner (leader only).
+    column_stats: Option<Arc<Vec<Vec<ColumnStatistics>>>>,
 }
 
 impl SliceScanExec {
@@ -122,6 +124,35 @@ impl SliceScanExec {
             env,
             props: Arc::new(props),
             metrics: ExecutionPlanMetricsSet::new(),
+            column_stats: None,
+        }
+    }
+
+    /// The scan with what the catalog knows of its columns' values.
+    pub fn with_column_stats(mut self, stats: Vec<Vec<ColumnStatistics>>) -> Self {
+        let n = self.schema.fields().len();
+        if stats.len() == self.spec.partitions.len() && stats.iter().all(|c| c.len() == n) {
+            self.column_stats = Some(Arc::new(stats));
+        }
+        self
+    }
+
+    /// Column statistics of one partition, or merged over all of them.
+    fn columns(&self, partition: Option<usize>) -> Option<Vec<ColumnStatistics>> {
+        let all = self.column_stats.as_ref()?;
+        match partition {
+            Some(i) => all.get(i).cloned(),
+            None => all.iter().cloned().reduce(|a, b| {
+                a.into_iter()
+                    .zip(b)
+                    .map(|(x, y)| ColumnStatistics {
+                        null_count: x.null_count.add(&y.null_count),
+                        min_value: x.min_value.min(&y.min_value),
+                        max_value: x.max_value.max(&y.max_value),
+                        ..ColumnStatistics::new_unknown()
+                    })
+                    .collect()
+            }),
         }
     }
 
@@ -207,9 +238,12 @@ impl ExecutionPlan for SliceScanExec {
         // Filters are applied above the scan too, so the counts are upper
         // bounds. Sizes on disk are compressed: only rows are given, and the
         // broadcast decision goes by rows.
-        Ok(Arc::new(
-            Statistics::new_unknown(&self.schema).with_num_rows(Precision::Inexact(rows as usize)),
-        ))
+        let mut stats =
+            Statistics::new_unknown(&self.schema).with_num_rows(Precision::Inexact(rows as usize));
+        if let Some(cols) = self.columns(args.partition()) {
+            stats.column_statistics = cols;
+        }
+        Ok(Arc::new(stats))
     }
 
     fn execute(

@@ -4,7 +4,8 @@ use basin_proto as pb;
 use tonic::Status;
 
 use super::state::{
-    Column, External, LoadError, SchemaDef, Segment, Snapshot, Table, User, View, WarehouseCommand,
+    Column, ColumnStats, External, LoadError, SchemaDef, Segment, Snapshot, Table, User, View,
+    WarehouseCommand,
 };
 use crate::namenode::Namenode;
 use crate::namenode::state::{Command, CommandResult};
@@ -16,6 +17,16 @@ fn segment_from(s: pb::WhSegment) -> Segment {
         rows: s.rows,
         bytes: s.bytes,
         dist_slices: s.dist_slices,
+        stats: s
+            .stats
+            .into_iter()
+            .map(|c| ColumnStats {
+                min: c.min,
+                max: c.max,
+                has_values: c.has_values,
+                nulls: c.nulls,
+            })
+            .collect(),
     }
 }
 
@@ -75,6 +86,16 @@ pub fn catalog(nn: &Namenode) -> Result<pb::WhCatalog, Status> {
                             rows: g.rows,
                             bytes: g.bytes,
                             dist_slices: g.dist_slices,
+                            stats: g
+                                .stats
+                                .iter()
+                                .map(|c| pb::WhColumnStats {
+                                    min: c.min.clone(),
+                                    max: c.max.clone(),
+                                    has_values: c.has_values,
+                                    nulls: c.nulls,
+                                })
+                                .collect(),
                         })
                         .collect(),
                     created_ms: t.created_ms,

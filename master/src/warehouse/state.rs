@@ -125,6 +125,18 @@ pub struct Segment {
     /// KEY tables: the slice count the rows were hash-routed over (0: unknown).
     #[serde(default)]
     pub dist_slices: u32,
+    /// Per column: min/max as text and NULL count (empty: not kept).
+    #[serde(default)]
+    pub stats: Vec<ColumnStats>,
+}
+
+/// A column's range and NULLs in one segment, for the query planner.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ColumnStats {
+    pub min: String,
+    pub max: String,
+    pub has_values: bool,
+    pub nulls: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -581,6 +593,7 @@ mod tests {
             rows: 1,
             bytes: 1,
             dist_slices: 0,
+            stats: vec![],
         };
         let commit = |segs: Vec<Segment>, replace, expected: Option<Vec<&str>>| {
             WarehouseCommand::CommitSegments {
