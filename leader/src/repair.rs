@@ -115,6 +115,15 @@ pub async fn repair_once(
     let cat = masters
         .call(|mut c| async move { c.get_catalog(pb::Empty {}).await })
         .await?;
+    match crate::dist::task::sweep_abandoned(dir, crate::dist::task::ABANDONED_AFTER) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            compute = me,
+            queries = n,
+            "deleted abandoned query task outputs"
+        ),
+        Err(e) => tracing::warn!(compute = me, "sweeping abandoned task outputs failed: {e}"),
+    }
     match collect_garbage(dir, &cat, grace) {
         Ok(0) => {}
         Ok(n) => tracing::info!(

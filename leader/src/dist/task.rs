@@ -313,6 +313,41 @@ impl TaskRunner {
     }
 }
 
+/// How long a query's task outputs may stay when no leader ends the query
+/// (it died mid-query): longer than any query should run.
+pub const ABANDONED_AFTER: std::time::Duration = std::time::Duration::from_secs(12 * 3600);
+
+/// Deletes the task outputs of queries nothing has written to for `age`
+/// (their leader died before it could end them). Returns how many went.
+pub fn sweep_abandoned(dir: &Path, age: std::time::Duration) -> Result<usize> {
+    let root = dir.join("shuffle");
+    let entries = match std::fs::read_dir(&root) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e.into()),
+    };
+    let idle = |p: &Path| {
+        std::fs::metadata(p)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|e| e >= age)
+    };
+    let mut swept = 0;
+    for q in entries.flatten() {
+        let path = q.path();
+        // A query directory, and each of its stage directories, untouched for `age`.
+        let stages_idle = std::fs::read_dir(&path)
+            .map(|s| s.flatten().all(|s| idle(&s.path())))
+            .unwrap_or(true);
+        if idle(&path) && stages_idle {
+            std::fs::remove_dir_all(&path)?;
+            swept += 1;
+        }
+    }
+    Ok(swept)
+}
+
 fn read_batches(path: &Path) -> Result<impl Iterator<Item = Result<RecordBatch>> + use<>> {
     let reader = StreamReader::try_new(BufReader::with_capacity(1 << 20, File::open(path)?), None)?;
     Ok(reader.map(|b| b.map_err(WarehouseError::from)))
@@ -330,4 +365,30 @@ pub fn operator_stats(plan: &Arc<dyn ExecutionPlan>) -> Result<Vec<OpStats>> {
         Ok(TreeNodeRecursion::Continue)
     })?;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sweeps_only_idle_query_outputs() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let stage = dir.path().join("shuffle").join("q1").join("1");
+        std::fs::create_dir_all(&stage)?;
+        std::fs::write(stage.join("0-0.arrow"), b"x")?;
+        // Everything was just written: nothing is idle for an hour.
+        assert_eq!(
+            sweep_abandoned(dir.path(), std::time::Duration::from_secs(3600))?,
+            0
+        );
+        assert!(stage.exists());
+        // With no idle time required, the query's outputs go.
+        assert_eq!(sweep_abandoned(dir.path(), std::time::Duration::ZERO)?, 1);
+        assert!(!dir.path().join("shuffle").join("q1").exists());
+        // No shuffle directory at all is fine.
+        let empty = tempfile::tempdir()?;
+        assert_eq!(sweep_abandoned(empty.path(), std::time::Duration::ZERO)?, 0);
+        Ok(())
+    }
 }
