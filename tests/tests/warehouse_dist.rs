@@ -118,6 +118,64 @@ fn queries_run_as_stages_on_the_compute_nodes() {
         let want: String = want.iter().map(|(k, v)| format!("{k}|{v}\n")).collect();
         anyhow::ensure!(got == want, "join with ALL: got\n{got}\nwant\n{want}");
 
+        // Shapes whose rows meet across slices: NOT IN with and without a
+        // NULL on its list, LEFT JOIN keeping unmatched rows, windows, UNION,
+        // DISTINCT, LIMIT.
+        psql_ok(
+            &pg,
+            &token,
+            &[
+                "CREATE TABLE picks (p BIGINT) DISTSTYLE EVEN",
+                "INSERT INTO picks SELECT o_id FROM orders WHERE o_id % 3 = 0",
+            ],
+        )?;
+        let checks: Vec<(&str, String)> = vec![
+            (
+                "SELECT count(*) FROM orders WHERE o_id NOT IN (SELECT p FROM picks)",
+                format!("{}\n", (1..=400).filter(|i| i % 3 != 0).count()),
+            ),
+            (
+                "SELECT count(*) FROM orders WHERE o_id NOT IN (SELECT p FROM picks UNION ALL SELECT NULL)",
+                "0\n".into(),
+            ),
+            (
+                "SELECT count(*), count(i.i_order) FROM orders o LEFT JOIN items i ON o.o_id = i.i_order AND i.qty = 6",
+                {
+                    let matched: Vec<i64> = (1..=1200i64)
+                        .filter(|i| i % 7 == 6)
+                        .map(|i| i % 400 + 1)
+                        .collect();
+                    let unmatched = (1..=400i64).filter(|o| !matched.contains(o)).count();
+                    format!("{}|{}\n", matched.len() + unmatched, matched.len())
+                },
+            ),
+            (
+                "SELECT o_id, row_number() OVER (PARTITION BY cust ORDER BY o_id DESC) AS r FROM orders WHERE cust = 3 ORDER BY o_id LIMIT 3",
+                {
+                    let ids: Vec<i64> = (1..=400).filter(|i| i % 37 == 3).collect();
+                    let n = ids.len() as i64;
+                    ids.iter()
+                        .take(3)
+                        .enumerate()
+                        .map(|(k, id)| format!("{id}|{}\n", n - k as i64))
+                        .collect()
+                },
+            ),
+            (
+                "SELECT count(*) FROM (SELECT cust FROM orders UNION SELECT n_cust FROM notes) u",
+                "37\n".into(),
+            ),
+            ("SELECT count(DISTINCT kind) FROM items", "5\n".into()),
+            (
+                "SELECT o_id FROM orders ORDER BY total DESC LIMIT 2",
+                "400\n399\n".into(),
+            ),
+        ];
+        for (q, want) in checks {
+            let got = psql_ok(&pg, &token, &[q])?;
+            anyhow::ensure!(got == want, "{q}:\n got {got:?}\n want {want:?}");
+        }
+
         // EXPLAIN ANALYZE runs it and reports what every exchange moved.
         let analyzed = psql_ok(&pg, &token, &[&format!("EXPLAIN ANALYZE {q_redist}")])?;
         plan_has(&analyzed, "rows returned")?;

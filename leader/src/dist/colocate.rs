@@ -10,8 +10,9 @@
 //!   counts the partitions of one process to know when the last probe row has
 //!   passed, but here each task runs one partition on its own. Such a hash
 //!   join is redistributed on its keys instead (each task then owns a share of
-//!   the build side), and such a nested-loop join reads its probe side in one
-//!   partition.
+//!   the build side); a null-aware anti join (NOT IN), which must know whether
+//!   any probe row is NULL, and such a nested-loop join read their probe side
+//!   in one partition.
 
 use std::sync::Arc;
 
@@ -104,6 +105,21 @@ fn redistributed(
         || !finishes_with_build_side(join.join_type())
     {
         return Ok(None);
+    }
+    if join.null_aware {
+        // NOT IN: a NULL anywhere on the probe side empties the result, which
+        // only one task seeing all of it can know. Probe in one partition.
+        if join.right().output_partitioning().partition_count() <= 1 {
+            return Ok(None);
+        }
+        let right: Arc<dyn ExecutionPlan> =
+            Arc::new(CoalescePartitionsExec::new(join.right().clone()));
+        return Ok(Some(
+            join.builder()
+                .with_new_children(vec![join.left().clone(), right])?
+                .recompute_properties()
+                .build_exec()?,
+        ));
     }
     let build = match join.left().downcast_ref::<CoalescePartitionsExec>() {
         Some(c) => c.input().clone(),

@@ -78,11 +78,11 @@ impl ShuffleReaderExec {
         }
     }
 
-    /// A reader rebuilt from its wire form: `partitions` partitions, nothing
-    /// known about their partitioning or order.
-    pub fn decoded(spec: ExchangeSpec, schema: SchemaRef, token: String) -> Self {
+    /// A reader rebuilt from its wire form: `partitions` partitions with
+    /// the constants and orderings the consumer was planned with.
+    pub fn decoded(spec: ExchangeSpec, eq: EquivalenceProperties, token: String) -> Self {
         let props = PlanProperties::new(
-            EquivalenceProperties::new(schema),
+            eq,
             Partitioning::UnknownPartitioning(spec.partitions),
             EmissionType::Incremental,
             Boundedness::Bounded,
