@@ -342,8 +342,28 @@ impl FlightService for ComputeService {
         let a = r.into_inner();
         match a.r#type.as_str() {
             "inventory" => {}
-            "task" => return self.run_task(&a.body).await,
-            "copy" => return self.run_copy(&a.body).await,
+            "task" => {
+                return json_action(
+                    &a.body,
+                    "task",
+                    |r: &crate::dist::task::TaskRequest| {
+                        tracing::info_span!("task", query = %r.query, stage = r.stage, task = r.task)
+                    },
+                    |r| self.tasks.run(r),
+                )
+                .await;
+            }
+            "copy" => {
+                return json_action(
+                    &a.body,
+                    "COPY task",
+                    |t: &crate::copy_node::CopyTask| {
+                        tracing::info_span!("copy", files = t.files.len())
+                    },
+                    |t| crate::copy_node::run(&self.dfs, &self.token, t),
+                )
+                .await;
+            }
             "end_query" => {
                 let q = String::from_utf8_lossy(&a.body).to_string();
                 self.tasks.end_query(&q).map_err(|e| e.to_status())?;
@@ -382,34 +402,36 @@ struct ShuffleTicket {
     shuffle: crate::dist::exchange::ShuffleRef,
 }
 
-impl ComputeService {
-    async fn run_task(
-        &self,
-        body: &[u8],
-    ) -> std::result::Result<
-        Response<BoxStream<'static, std::result::Result<arrow_flight::Result, Status>>>,
-        Status,
-    > {
-        let req: crate::dist::task::TaskRequest = serde_json::from_slice(body)
-            .map_err(|e| Status::invalid_argument(format!("bad task: {e}")))?;
-        let span =
-            tracing::info_span!("task", query = %req.query, stage = req.stage, task = req.task);
-        let result = self.tasks.run(req).instrument(span.clone()).await;
-        let result = result.map_err(|e| {
-            tracing::warn!(parent: &span, "task failed: {e:#}");
-            e.to_status()
-        })?;
-        json_answer(&result)
-    }
+type ActionAnswer = std::result::Result<
+    Response<BoxStream<'static, std::result::Result<arrow_flight::Result, Status>>>,
+    Status,
+>;
+
+/// An action with a JSON request and a JSON answer: parsed, run in its span
+/// (a failure logged there), answered.
+async fn json_action<Req, Res, Fut>(
+    body: &[u8],
+    what: &str,
+    span: impl FnOnce(&Req) -> tracing::Span,
+    run: impl FnOnce(Req) -> Fut,
+) -> ActionAnswer
+where
+    Req: serde::de::DeserializeOwned,
+    Res: serde::Serialize,
+    Fut: std::future::Future<Output = Result<Res>>,
+{
+    let req: Req = serde_json::from_slice(body)
+        .map_err(|e| Status::invalid_argument(format!("bad {what}: {e}")))?;
+    let span = span(&req);
+    let result = run(req).instrument(span.clone()).await.map_err(|e| {
+        tracing::warn!(parent: &span, "{what} failed: {e:#}");
+        e.to_status()
+    })?;
+    json_answer(&result)
 }
 
 /// An action's one answer: `value` as JSON.
-fn json_answer<T: serde::Serialize>(
-    value: &T,
-) -> std::result::Result<
-    Response<BoxStream<'static, std::result::Result<arrow_flight::Result, Status>>>,
-    Status,
-> {
+fn json_answer<T: serde::Serialize>(value: &T) -> ActionAnswer {
     let body = serde_json::to_vec(value).map_err(|e| Status::internal(e.to_string()))?;
     let out = arrow_flight::Result {
         body: bytes::Bytes::from(body),
@@ -417,28 +439,6 @@ fn json_answer<T: serde::Serialize>(
     Ok(Response::new(
         futures::stream::once(async { Ok(out) }).boxed(),
     ))
-}
-
-impl ComputeService {
-    async fn run_copy(
-        &self,
-        body: &[u8],
-    ) -> std::result::Result<
-        Response<BoxStream<'static, std::result::Result<arrow_flight::Result, Status>>>,
-        Status,
-    > {
-        let task: crate::copy_node::CopyTask = serde_json::from_slice(body)
-            .map_err(|e| Status::invalid_argument(format!("bad COPY task: {e}")))?;
-        let files = task.files.len();
-        let out = crate::copy_node::run(&self.dfs, &self.token, task)
-            .instrument(tracing::info_span!("copy", files))
-            .await
-            .map_err(|e| {
-                tracing::warn!("COPY task failed: {e:#}");
-                e.to_status()
-            })?;
-        json_answer(&out)
-    }
 }
 
 /// A compute node running in this process.

@@ -2,8 +2,9 @@
 //! compares the segments the catalog says it should hold (for the slices it
 //! is primary or mirror of) with what is on its disk, and copies any missing
 //! segment from the slice's other holder. A node that comes back after
-//! missing writes, or that lost its disk, is rebuilt this way. The same pass
-//! deletes segment files that no table refers to any more.
+//! missing writes, or that lost its disk, is rebuilt this way. Every 30 s at
+//! most, the pass also deletes segment files no table refers to any more and
+//! task outputs of queries no leader ended.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -111,10 +112,19 @@ pub async fn repair_once(
     masters: &MasterClient,
     token: &str,
     grace: Duration,
+    collect: bool,
 ) -> Result<usize> {
     let cat = masters
         .call(|mut c| async move { c.get_catalog(pb::Empty {}).await })
         .await?;
+    if collect {
+        collect_all(dir, me, &cat, grace);
+    }
+    repair_segments(dir, me, &cat, token).await
+}
+
+/// Deletes what no query and no table needs any more (walks the whole data directory).
+fn collect_all(dir: &Path, me: u64, cat: &pb::WhCatalog, grace: Duration) {
     match crate::dist::task::sweep_abandoned(dir, crate::dist::task::ABANDONED_AFTER) {
         Ok(0) => {}
         Ok(n) => tracing::info!(
@@ -124,7 +134,7 @@ pub async fn repair_once(
         ),
         Err(e) => tracing::warn!(compute = me, "sweeping abandoned task outputs failed: {e}"),
     }
-    match collect_garbage(dir, &cat, grace) {
+    match collect_garbage(dir, cat, grace) {
         Ok(0) => {}
         Ok(n) => tracing::info!(
             compute = me,
@@ -133,6 +143,10 @@ pub async fn repair_once(
         ),
         Err(e) => tracing::warn!(compute = me, "segment garbage collection failed: {e}"),
     }
+}
+
+/// Copies every segment this node should hold and lacks from its other holder.
+async fn repair_segments(dir: &Path, me: u64, cat: &pb::WhCatalog, token: &str) -> Result<usize> {
     let map = SliceMap::new(&cat.computes);
     let held = map.held_by(me);
     let mut copied = 0;
@@ -203,7 +217,11 @@ pub fn spawn(
     grace: Duration,
     mut stop: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
+    // Collection walks the whole data directory: every 30 s at most (as
+    // often as repair when files become garbage sooner than that).
+    let collect_every = grace.min(Duration::from_secs(30)).max(interval);
     tokio::spawn(async move {
+        let mut collected: Option<std::time::Instant> = None;
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(interval) => {}
@@ -213,7 +231,11 @@ pub fn spawn(
             if me == 0 {
                 continue;
             }
-            match repair_once(&dir, me, &masters, &token, grace).await {
+            let collect = collected.is_none_or(|t| t.elapsed() >= collect_every);
+            if collect {
+                collected = Some(std::time::Instant::now());
+            }
+            match repair_once(&dir, me, &masters, &token, grace, collect).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(
                     compute = me,

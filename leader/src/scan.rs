@@ -135,7 +135,6 @@ impl SliceTable {
                 addrs: map.holders(slice).into_iter().map(|h| h.addr).collect(),
                 external: None,
                 rows: segs.iter().map(|s| s.rows).sum(),
-                bytes: segs.iter().map(|s| s.bytes).sum(),
             }
         };
         let (partitions, stats): (Vec<Vec<ScanPart>>, Vec<Vec<ColumnStatistics>>) =
@@ -213,7 +212,6 @@ impl SliceTable {
                         columns: columns.clone(),
                     }),
                     rows: 0,
-                    bytes: 0,
                 }]
             })
             .collect();

@@ -29,6 +29,40 @@ pub mod stages;
 pub mod subquery;
 pub mod task;
 
+/// The `ExecutionPlan` methods of Basin's leaf nodes (no children, no
+/// expressions, metrics in a `metrics: ExecutionPlanMetricsSet` field).
+macro_rules! leaf_plan {
+    () => {
+        fn children(&self) -> Vec<&std::sync::Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
+            vec![]
+        }
+
+        fn apply_expressions(
+            &self,
+            _f: &mut dyn FnMut(
+                &std::sync::Arc<dyn datafusion::physical_expr::PhysicalExpr>,
+            ) -> datafusion::error::Result<
+                datafusion::common::tree_node::TreeNodeRecursion,
+            >,
+        ) -> datafusion::error::Result<datafusion::common::tree_node::TreeNodeRecursion> {
+            Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+        }
+
+        fn with_new_children(
+            self: std::sync::Arc<Self>,
+            _children: Vec<std::sync::Arc<dyn datafusion::physical_plan::ExecutionPlan>>,
+        ) -> datafusion::error::Result<std::sync::Arc<dyn datafusion::physical_plan::ExecutionPlan>>
+        {
+            Ok(self)
+        }
+
+        fn metrics(&self) -> Option<datafusion::physical_plan::metrics::MetricsSet> {
+            Some(self.metrics.clone_inner())
+        }
+    };
+}
+pub(crate) use leaf_plan;
+
 /// The hash routing a KEY table's rows were written with, and that its scans
 /// may declare: DataFusion's repartition hash over `n` slices. Segments
 /// record `n` (`WhSegment.dist_slices`); others are treated as unpartitioned.
